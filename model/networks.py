@@ -1,0 +1,119 @@
+"""Keras architectures built from a JSON-compatible config.
+
+Both networks take a float32 tensor of shape (batch, H, W, C) with values in [0, 1]
+(C = 2 * context_slices + 1 neighbouring axial slices, the centre slice in the middle)
+and return (batch, H, W, 1) hemorrhage probabilities from a sigmoid.
+
+The weights files (`*.weights.h5`) load by layer order, so a model must always be built
+by :func:`build_model` from the same config that trained it.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+UNET_DEFAULTS = {"depth": 4, "base_filters": 16, "dropout": 0.1, "batch_norm": True}
+TWO_BRANCH_DEFAULTS = {"filters": 32, "dropout": 0.1, "batch_norm": True}
+
+
+def _conv_block(x, filters: int, batch_norm: bool, kernel: int = 3, dilation: int = 1, name: str = ""):
+    from keras import layers
+
+    for i in (1, 2):
+        x = layers.Conv2D(filters, kernel, padding="same", dilation_rate=dilation,
+                          use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+    return x
+
+
+def build_unet(input_shape: tuple[int, int, int], depth: int = 4, base_filters: int = 16,
+               dropout: float = 0.1, batch_norm: bool = True):
+    """U-Net (Ronneberger 2015). Filters double per level: base_filters * 2**level.
+
+    depth=4, base_filters=64 gives the classic 64-128-256-512 encoder with a 1024 bottleneck.
+    """
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x, skips = inputs, []
+    for level in range(depth):
+        x = _conv_block(x, base_filters * 2 ** level, batch_norm, name=f"enc{level}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"pool{level}")(x)
+    x = _conv_block(x, base_filters * 2 ** depth, batch_norm, name="bottleneck")
+    if dropout:
+        x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
+    for level in reversed(range(depth)):
+        x = layers.Conv2DTranspose(base_filters * 2 ** level, 2, strides=2, padding="same",
+                                   name=f"up{level}")(x)
+        x = layers.Concatenate(name=f"skip{level}")([x, skips[level]])
+        x = _conv_block(x, base_filters * 2 ** level, batch_norm, name=f"dec{level}")
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="unet")
+
+
+def build_two_branch(input_shape: tuple[int, int, int], filters: int = 32, dropout: float = 0.1,
+                     batch_norm: bool = True):
+    """Two parallel conv/pool branches with different receptive fields, concatenated.
+
+    Branch A uses 3x3 kernels (fine detail), branch B 3x3 kernels dilated by 3 (7x7 effective,
+    wider context). Each branch downsamples by 8; the concatenated features are decoded by
+    three stride-2 transposed convolutions back to the input size and a 1x1 sigmoid.
+    """
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    branches = []
+    for tag, dilation in (("a", 1), ("b", 3)):
+        x = inputs
+        for level in range(3):
+            x = _conv_block(x, filters * 2 ** level, batch_norm, dilation=dilation,
+                            name=f"branch{tag}{level}")
+            x = layers.MaxPooling2D(2, name=f"branch{tag}_pool{level}")(x)
+        branches.append(x)
+    x = layers.Concatenate(name="merge")(branches)
+    if dropout:
+        x = layers.Dropout(dropout, name="merge_dropout")(x)
+    for level in reversed(range(3)):
+        x = layers.Conv2DTranspose(filters * 2 ** level, 3, strides=2, padding="same",
+                                   name=f"deconv{level}")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"deconv{level}_bn")(x)
+        x = layers.Activation("relu", name=f"deconv{level}_relu")(x)
+    outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="two_branch")
+
+
+def build_model(config: Mapping[str, Any]):
+    """Build the Keras model described by a weights config (the JSON next to the weights)."""
+    size = config["input_size"]
+    shape = (int(size[0]), int(size[1]), int(config.get("in_channels", 1)))
+    arch = config["architecture"]
+    params = dict(config.get("arch_params", {}))
+    if arch == "unet":
+        return build_unet(shape, **{**UNET_DEFAULTS, **params})
+    if arch == "two_branch":
+        return build_two_branch(shape, **{**TWO_BRANCH_DEFAULTS, **params})
+    raise ValueError(f"unknown architecture {arch!r} (expected 'unet' or 'two_branch')")
+
+
+def count_flops(model) -> int:
+    """Multiply-accumulates x2 of the convolutions of one forward pass of a single image."""
+    total = 0
+    for layer in model.layers:
+        cls = type(layer).__name__
+        if cls not in ("Conv2D", "Conv2DTranspose"):
+            continue
+        kh, kw = layer.kernel_size
+        cin = layer.input.shape[-1]
+        cout = layer.filters
+        if cls == "Conv2D":
+            oh, ow = layer.output.shape[1:3]
+            total += 2 * kh * kw * cin * cout * oh * ow
+        else:
+            ih, iw = layer.input.shape[1:3]
+            total += 2 * kh * kw * cin * cout * ih * iw
+    return int(total)
