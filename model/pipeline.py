@@ -1,0 +1,211 @@
+"""The one inference pipeline: read -> preprocess -> predict -> postprocess -> measure (-> render).
+
+The web service, the CLI and the evaluation all call :class:`Segmenter`. Arrays are (Z, Y, X)
+on the input's own grid; spacing in mm. Every error names the stage that raised it.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from . import config as cfg
+from .errors import InputError, PipelineError
+from .measure import measure, voxel_volume_mm3
+from .postprocess import binarize, clean_mask
+from .preprocess import Window, model_input, resize_back, to_unit_range
+from .readers import input_stem, read_sources
+from .readers.geometry import file_layout_xyz
+from .result import SegmentationResult
+from .runtime import Predictor, load_predictor
+from .types import CTImage, Limits
+
+CHUNK_SLICES = 16  # slices preprocessed and resized back at a time (bounds the memory used)
+MAX_SPACING_MM = 100.0
+
+
+@contextmanager
+def stage(name: str, timings: dict):
+    """Time a stage into ``timings[name]`` (ms, accumulated) and make its errors name it."""
+    start = time.perf_counter()
+    try:
+        yield
+    except PipelineError:
+        raise
+    except MemoryError as exc:
+        raise InputError("not enough memory to process this input; try a smaller one",
+                         stage=name, status=413) from exc
+    except Exception as exc:  # noqa: BLE001 - any failure becomes one clear message
+        raise PipelineError(f"unexpected error: {type(exc).__name__}: {exc}", stage=name) from exc
+    finally:
+        timings[name] = timings.get(name, 0.0) + (time.perf_counter() - start) * 1000.0
+
+
+def parse_spacing(spacing_mm) -> Optional[tuple[float, ...]]:
+    """User spacing: None, (row_mm, col_mm) or (row_mm, col_mm, slice_mm), each in (0, 100] mm."""
+    if spacing_mm is None:
+        return None
+    try:
+        values = tuple(float(v) for v in spacing_mm)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) not in (2, 3) or not all(math.isfinite(v) and 0 < v <= MAX_SPACING_MM
+                                             for v in values):
+        raise InputError(f"spacing must be 2 or 3 positive numbers in mm (row, col[, slice]), got "
+                         f"{spacing_mm!r}", stage="read", status=400)
+    return values
+
+
+def apply_spacing(image: CTImage, spacing: Optional[tuple[float, ...]]) -> tuple[CTImage, list[str]]:
+    """Return ``image`` with the user's (row_mm, col_mm[, slice_mm]) and warnings for overrides."""
+    if spacing is None:
+        return image, []
+    warnings, sources = [], []
+    pixel, thickness = (spacing[0], spacing[1]), (spacing[2] if len(spacing) == 3 else None)
+    own = image.pixel_spacing_mm
+    if own is not None and not np.allclose(own, pixel, rtol=1e-4):
+        warnings.append(f"pixel spacing {pixel[0]:g} x {pixel[1]:g} mm given by the user overrides "
+                        f"{own[0]:g} x {own[1]:g} mm from the file ({image.spacing_source})")
+    sources.append("user (in-plane)")
+    if thickness is not None:
+        own_t = image.slice_thickness_mm
+        if own_t is not None and not math.isclose(own_t, thickness, rel_tol=1e-4):
+            warnings.append(f"slice spacing {thickness:g} mm given by the user overrides {own_t:g} mm "
+                            f"from the file ({image.spacing_source})")
+        sources = ["user"]
+    elif image.slice_thickness_mm is not None:
+        sources.append(f"{image.spacing_source} (slice)")
+    image = replace(image, pixel_spacing_mm=pixel, spacing_source=" + ".join(sources),
+                    slice_thickness_mm=thickness if thickness is not None else image.slice_thickness_mm,
+                    affine=scaled_affine(image, pixel, thickness))
+    return image, warnings
+
+
+def scaled_affine(image: CTImage, pixel: tuple[float, float], thickness: Optional[float]):
+    """The mask-file affine with the user's voxel size when the file stated no geometry at all.
+
+    Only for the readers' (X, Y, Z) layout; a file's own affine is never changed.
+    """
+    if (image.affine is None or image.spacing_source != "unknown" or thickness is None
+            or image.to_file_layout is not file_layout_xyz):
+        return image.affine
+    affine = np.array(image.affine, dtype=float)
+    for axis, size_mm in enumerate((pixel[1], pixel[0], thickness)):  # columns = X, Y, Z
+        norm = np.linalg.norm(affine[:3, axis])
+        if norm > 0:
+            affine[:3, axis] *= size_mm / norm
+    return affine
+
+
+def check_image(image: CTImage) -> None:
+    """Reject arrays the pipeline cannot process (array-in entry point)."""
+    array = image.array
+    if not isinstance(array, np.ndarray) or array.ndim != 3 or min(array.shape) < 1:
+        raise InputError(f"image must be a non-empty (Z, Y, X) array, got shape "
+                         f"{getattr(array, 'shape', None)}", stage="preprocess", status=422)
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"image must be numeric, got dtype {array.dtype}", stage="preprocess",
+                         status=422)
+
+
+def infer_mask(predictor: Predictor, image: CTImage, timings: dict) -> np.ndarray:
+    """Thresholded (Z, Y, X) bool mask on the input grid, computed CHUNK_SLICES at a time."""
+    config = predictor.config
+    window = Window(float(config["window"]["level"]), float(config["window"]["width"]))
+    size = tuple(int(v) for v in config["input_size"])
+    context = int(config["context_slices"])
+    depth, shape = image.array.shape[0], image.array.shape[1:]
+    binary = np.zeros(image.array.shape, dtype=bool)
+    for z0 in range(0, depth, CHUNK_SLICES):
+        z1 = min(depth, z0 + CHUNK_SLICES)
+        lo, hi = max(0, z0 - context), min(depth, z1 + context)
+        with stage("preprocess", timings):
+            unit = to_unit_range(image.array[lo:hi], image.intensity, window)
+            x = model_input(unit, size, context)[z0 - lo:z1 - lo]
+        with stage("predict", timings):
+            prob = predictor.predict(x)
+        with stage("postprocess", timings):
+            binary[z0:z1] = binarize(resize_back(prob, shape), config["threshold"])
+    return binary
+
+
+class Segmenter:
+    """Loads every model that has trained weights once; segments uploads and arrays."""
+
+    def __init__(self, weights_dir: str | Path = cfg.DEFAULT_WEIGHTS_DIR, limits: Limits = Limits(),
+                 default_model: Optional[str] = None,
+                 predictors: Optional[Mapping[str, Predictor]] = None):
+        """predictors: ready-made {name: Predictor} instead of loading ``weights_dir`` (tests)."""
+        self.weights_dir = Path(weights_dir)
+        self.limits = limits
+        if predictors is None:
+            predictors = {name: self._load(name) for name in cfg.available_models(self.weights_dir)}
+        self._predictors = dict(predictors)
+        self.default_model = (cfg.canonical_name(default_model) if default_model
+                              else self._most_accurate())
+
+    def _load(self, name: str) -> Predictor:
+        try:
+            return load_predictor(self.weights_dir, name)
+        except PipelineError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken weights file is reported by name
+            raise PipelineError(f"cannot load model '{name}' from {self.weights_dir}: "
+                                f"{type(exc).__name__}: {exc}", stage="predict") from exc
+
+    def _most_accurate(self) -> str:
+        scored = [(cfg.cv_dice(p.config) or -1.0, name) for name, p in self._predictors.items()]
+        return max(scored)[1] if scored else "unet"
+
+    def models(self) -> list[dict]:
+        """[{name, architecture, input_size, threshold, version, metrics, runtime}] of loaded models."""
+        return [p.describe() for p in self._predictors.values()]
+
+    def predictor(self, model: Optional[str] = None) -> Predictor:
+        """The loaded model ``model`` (None = default). 400 if unknown, 503 if not trained."""
+        name = cfg.canonical_name(model) if model else self.default_model
+        if name in self._predictors:
+            return self._predictors[name]
+        if name in cfg.KNOWN_MODELS:
+            raise cfg.unavailable(self.weights_dir, name)
+        raise cfg.unknown_model(model or name, sorted(self._predictors))
+
+    def segment_sources(self, sources: Sequence[tuple[str, bytes]], *, model: Optional[str] = None,
+                        spacing_mm=None, name: Optional[str] = None) -> SegmentationResult:
+        """Segment uploaded (filename, bytes) pairs (one file, a DICOM series or PNG slices)."""
+        started = time.perf_counter()
+        predictor = self.predictor(model)
+        spacing = parse_spacing(spacing_mm)
+        timings: dict = {}
+        with stage("read", timings):
+            image = read_sources(list(sources), self.limits)
+        if name is None:
+            name = input_stem(sources[0][0]) if sources else "input"
+        return self._run(predictor, image, name, spacing, timings, started)
+
+    def segment_image(self, image: CTImage, *, model: Optional[str] = None, name: str = "input",
+                      spacing_mm=None) -> SegmentationResult:
+        """Segment a CTImage (array-in entry used by the evaluation)."""
+        started = time.perf_counter()
+        predictor = self.predictor(model)
+        return self._run(predictor, image, name, parse_spacing(spacing_mm), {"read": 0.0}, started)
+
+    def _run(self, predictor: Predictor, image: CTImage, name: str, spacing, timings: dict,
+             started: float) -> SegmentationResult:
+        check_image(image)
+        image, warnings = apply_spacing(image, spacing)
+        binary = infer_mask(predictor, image, timings)
+        with stage("postprocess", timings):
+            mask = clean_mask(binary, predictor.config["postprocess"], voxel_volume_mm3(image.spacing_mm))
+        with stage("measure", timings):
+            measurements = measure(mask, image.pixel_spacing_mm, image.slice_thickness_mm)
+        timings["total"] = (time.perf_counter() - started) * 1000.0
+        return SegmentationResult(name=name, image=image, mask=mask, config=predictor.config,
+                                  runtime=predictor.runtime, measurements=measurements,
+                                  warnings=[*image.warnings, *warnings, *measurements.warnings],
+                                  timings_ms={k: round(v, 1) for k, v in timings.items()})

@@ -1,0 +1,213 @@
+"""NIfTI-1/-2 volumes (.nii, .nii.gz) in Hounsfield units, any orientation.
+
+The header is checked (dimensions, data type, voxel count, byte length) before any voxel
+data is read or decompressed. The volume is reoriented to (Z, Y, X) axial slices in the
+radiological display (Z inferior -> superior, Y anterior -> posterior, X patient right ->
+left); ``to_file_layout`` undoes that so the mask file has the input's own shape and affine.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+import zlib
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
+
+from ..errors import InputError
+from ..types import CTImage, Limits
+from .detect import is_nifti_header
+from .util import hu_warnings
+
+#: Output axes (Z, Y, X) as RAS axis codes: superior, posterior, (patient) left.
+DISPLAY_AXCODES = ("S", "P", "L")
+_UNIT_TO_MM = {"mm": 1.0, "meter": 1000.0, "micron": 0.001, "unknown": 1.0}
+_OBLIQUE_DEGREES = 1.0
+
+
+def _header(name: str, head: bytes):
+    """Parse a NIfTI-1 or NIfTI-2 header from the first bytes of a file (422 if not one)."""
+    if not is_nifti_header(head):
+        raise InputError(f"{name}: not a NIfTI file (no NIfTI header)", status=422)
+    size = 348 if 348 in (struct.unpack("<i", head[:4])[0], struct.unpack(">i", head[:4])[0]) else 540
+    klass = nib.Nifti1Header if size == 348 else nib.Nifti2Header
+    if len(head) < size:
+        raise InputError(f"{name}: the NIfTI file is truncated (incomplete header)", status=422)
+    try:
+        header = klass.from_fileobj(io.BytesIO(head[:size]), check=False)
+    except Exception:  # noqa: BLE001
+        raise InputError(f"{name}: not a NIfTI file (unreadable header)", status=422) from None
+    magic = bytes(header["magic"]).rstrip(b"\x00")
+    if magic in (b"ni1", b"ni2"):
+        raise InputError(f"{name}: a .hdr/.img NIfTI pair is not supported; upload a single "
+                         ".nii or .nii.gz file", status=422)
+    if magic not in (b"n+1", b"n+2"):
+        raise InputError(f"{name}: not a NIfTI file (Analyze or unknown header magic)",
+                         status=422)
+    return header
+
+
+def _check_dims(name: str, header) -> tuple[int, ...]:
+    """Shape stored in the header after checking it is one 3D volume (422 otherwise)."""
+    ndim = int(header["dim"][0])
+    if not 1 <= ndim <= 7:
+        raise InputError(f"{name}: the NIfTI header has an invalid number of dimensions "
+                         f"({ndim})", status=422)
+    shape = tuple(int(d) for d in header["dim"][1: ndim + 1])
+    if any(d <= 0 for d in shape):
+        raise InputError(f"{name}: the NIfTI header has an empty or negative dimension "
+                         f"{shape}", status=422)
+    if ndim < 3:
+        raise InputError(f"{name}: this NIfTI is {ndim}D {shape}; a 3D CT volume is needed "
+                         "(upload a single slice as PNG/JPG/DICOM instead)", status=422)
+    if ndim == 4 and shape[3] != 1:
+        raise InputError(f"{name}: this 4D NIfTI holds {shape[3]} volumes {shape}; upload "
+                         "one 3D CT volume", status=422)
+    if ndim > 4:
+        raise InputError(f"{name}: this NIfTI has {ndim} dimensions {shape}; upload one 3D "
+                         "CT volume", status=422)
+    return shape
+
+
+def _check_dtype(name: str, header) -> np.dtype:
+    """Stored data type, refusing masks, colour and complex data (422)."""
+    code = int(header["datatype"])
+    if code == 1:
+        raise InputError(f"{name}: binary (1-bit) NIfTI is a mask, not a CT volume in HU",
+                         status=422)
+    try:
+        dtype = header.get_data_dtype()
+    except Exception:  # noqa: BLE001
+        raise InputError(f"{name}: NIfTI data type code {code} is not supported",
+                         status=422) from None
+    if dtype.kind == "V" or dtype.fields:
+        raise InputError(f"{name}: colour (RGB) NIfTI is not a CT volume in HU", status=422)
+    if dtype.kind not in "iuf":
+        raise InputError(f"{name}: NIfTI data type {dtype} is not a CT volume in HU",
+                         status=422)
+    return dtype
+
+
+def check_header(name: str, head: bytes, limits: Limits) -> tuple[object, tuple, int]:
+    """Validate the header: -> (header, stored shape, total file bytes it implies).
+
+    Raises 422 for wrong dimensionality/type, 413 when it claims more than
+    ``limits.max_voxels`` voxels or more than ``limits.max_decompressed_bytes`` bytes.
+    """
+    header = _header(name, head)
+    shape = _check_dims(name, header)
+    dtype = _check_dtype(name, header)
+    voxels = int(np.prod(shape, dtype=np.int64))
+    if voxels > limits.max_voxels:
+        raise InputError(f"{name}: the volume has {voxels} voxels {shape}, more than the "
+                         f"limit of {limits.max_voxels}", status=413)
+    offset = int(header["vox_offset"])
+    first_voxel = max(offset, 352 if isinstance(header, nib.Nifti1Header) else 544)
+    needed = first_voxel + voxels * dtype.itemsize
+    if needed > limits.max_decompressed_bytes:
+        raise InputError(f"{name}: the volume needs {needed} bytes, more than the limit of "
+                         f"{limits.max_decompressed_bytes}", status=413)
+    return header, shape, needed
+
+
+def gunzip_nifti(name: str, data: bytes, limits: Limits) -> bytes:
+    """Decompress a .nii.gz, reading the header first and never more than it implies.
+
+    Raises 413 when the header claims too much, 422 when the stream is damaged, ends early
+    or does not hold a NIfTI file.
+    """
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            raw = bytearray(stream.read(544))
+            if not is_nifti_header(bytes(raw)):
+                raise InputError(f"{name}: gzip-compressed, but not a NIfTI file inside",
+                                 status=422)
+            needed = check_header(name, bytes(raw), limits)[2]
+            while len(raw) < needed:
+                chunk = stream.read(min(1 << 22, needed - len(raw)))
+                if not chunk:
+                    break
+                raw += chunk
+    except (EOFError, OSError, zlib.error):
+        raise InputError(f"{name}: the gzip data is damaged or ends early", status=422) from None
+    return bytes(raw)
+
+
+def _orientation(name: str, affine: np.ndarray, header, notes: list[str]) -> np.ndarray:
+    """io_orientation of the affine (one row per stored axis), identity when unusable."""
+    if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+        notes.append(f"{name}: the NIfTI header has no orientation (qform/sform codes 0); "
+                     "assumed the default (Analyze) orientation")
+    ornt = io_orientation(affine) if np.all(np.isfinite(affine)) else np.full((3, 2), np.nan)
+    if np.any(np.isnan(ornt)):
+        notes.append(f"{name}: the NIfTI affine is degenerate; assumed the array is stored "
+                     "in RAS order")
+        return axcodes2ornt(("R", "A", "S"))
+    angles = np.degrees(nib.affines.obliquity(affine))
+    if np.nanmax(np.abs(angles)) > _OBLIQUE_DEGREES:
+        notes.append(f"{name}: the volume is oblique (up to {np.nanmax(np.abs(angles)):.0f}° "
+                     "from the scanner axes); shown along the nearest axes")
+    return ornt
+
+
+def _spacing_zyx(name: str, header, transform: np.ndarray, notes: list[str]):
+    """Header zooms (stored axes) -> (slice_mm, row_mm, col_mm) in display order, or None."""
+    zooms = np.asarray(header.get_zooms()[:3], dtype=np.float64)
+    unit = header.get_xyzt_units()[0]
+    if unit == "unknown":
+        notes.append(f"{name}: the NIfTI header does not state the spatial unit; assumed "
+                     "millimetres")
+    zooms = zooms * _UNIT_TO_MM.get(unit, 1.0)
+    if not (np.all(np.isfinite(zooms)) and np.all(zooms > 0)):
+        notes.append(f"{name}: the NIfTI voxel sizes {tuple(float(z) for z in zooms)} are "
+                     "missing or invalid; spacing unknown (enter it to get volumes in mL)")
+        return None
+    out = np.empty(3)
+    out[transform[:, 0].astype(int)] = zooms
+    return tuple(float(v) for v in out)
+
+
+def _refuse_mask(name: str, array: np.ndarray) -> None:
+    """422 when the volume holds only 0 and 1 (a mask uploaded instead of the CT)."""
+    if float(array.min()) >= 0 and float(array.max()) <= 1 and np.all((array == 0) | (array == 1)):
+        raise InputError(f"{name}: the volume holds only 0 and 1: this looks like a mask, not "
+                         "a CT volume in HU", status=422)
+
+
+def read_nifti(name: str, data: bytes, limits: Limits) -> CTImage:
+    """NIfTI bytes (.nii or .nii.gz) -> CTImage (Z, Y, X) float32 HU, kind 'nifti'."""
+    raw = gunzip_nifti(name, data, limits) if data[:2] == b"\x1f\x8b" else data
+    header, shape, needed = check_header(name, raw[:544], limits)
+    if len(raw) < needed:
+        raise InputError(f"{name}: the NIfTI file is truncated: the header needs {needed} "
+                         f"bytes, the file has {len(raw)}", status=422)
+    klass = nib.Nifti1Image if isinstance(header, nib.Nifti1Header) else nib.Nifti2Image
+    image = klass.from_bytes(bytes(raw))
+    volume = np.asarray(image.dataobj, dtype=np.float32).reshape(shape[:3])
+    bad = volume.size - int(np.count_nonzero(np.isfinite(volume)))
+    if bad:
+        raise InputError(f"{name}: {bad} voxels are NaN or infinite; a CT volume in HU must "
+                         "be finite (the file was rejected, not repaired)", status=422)
+    notes: list[str] = []
+    affine = np.asarray(image.affine, dtype=np.float64)
+    start = _orientation(name, affine, image.header, notes)
+    target = axcodes2ornt(DISPLAY_AXCODES)
+    forward, backward = ornt_transform(start, target), ornt_transform(target, start)
+    display = np.ascontiguousarray(apply_orientation(volume, forward), dtype=np.float32)
+    spacing = _spacing_zyx(name, image.header, forward, notes)
+    _refuse_mask(name, display)
+    hu_warnings(name, display, notes)
+
+    def to_file_layout(array_zyx: np.ndarray) -> np.ndarray:
+        """(Z, Y, X) array in display order -> the input file's array shape and axis order."""
+        return np.ascontiguousarray(apply_orientation(np.asarray(array_zyx), backward)).reshape(shape)
+
+    return CTImage(
+        array=display, intensity="hu", kind="nifti", is_volume=True,
+        pixel_spacing_mm=None if spacing is None else (spacing[1], spacing[2]),
+        slice_thickness_mm=None if spacing is None else spacing[0],
+        spacing_source="NIfTI header" if spacing is not None else "unknown",
+        affine=affine.copy(), to_file_layout=to_file_layout, source_shape=shape,
+        warnings=notes)

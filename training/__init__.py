@@ -1,0 +1,1 @@
+"""Training and evaluation of the hemorrhage segmentation models (see README, "Training")."""

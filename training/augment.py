@@ -1,0 +1,58 @@
+"""Augmentation for CT slices: geometry applied jointly to image and mask, intensity to image.
+
+Arrays are (H, W, C) images in [0, 1] and (H, W) masks. All 8 flips/90-degree rotations are
+used because uploads come in any orientation (the training PNGs are rotated 90 degrees
+relative to the usual radiological view).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+
+def dihedral(image: np.ndarray, mask: np.ndarray, k: int, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One of the 8 symmetries of the square: rotate by k*90 degrees, then optionally mirror."""
+    image, mask = np.rot90(image, k, axes=(0, 1)), np.rot90(mask, k, axes=(0, 1))
+    if flip:
+        image, mask = image[:, ::-1], mask[:, ::-1]
+    return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+
+
+def small_affine(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+                 max_deg: float = 15.0, zoom: tuple[float, float] = (0.85, 1.15),
+                 max_shift: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Random rotation, isotropic zoom and shift about the image centre (bilinear)."""
+    h, w = mask.shape
+    angle = np.deg2rad(rng.uniform(-max_deg, max_deg))
+    scale = rng.uniform(*zoom)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / scale
+    centre = np.array([h, w]) / 2.0
+    shift = rng.uniform(-max_shift, max_shift, 2) * np.array([h, w])
+    offset = centre - rot @ (centre + shift)
+    out = np.empty_like(image)
+    for c in range(image.shape[2]):
+        out[..., c] = ndimage.affine_transform(image[..., c], rot, offset, order=1, mode="constant")
+    return out, ndimage.affine_transform(mask, rot, offset, order=1, mode="constant")
+
+
+def intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Gamma, contrast/brightness (mimics other export windows) and a little noise."""
+    gamma = np.exp(rng.uniform(np.log(0.6), np.log(1.6)))
+    contrast = np.exp(rng.uniform(np.log(0.45), np.log(1.6)))
+    brightness = rng.uniform(-0.1, 0.1)
+    out = np.power(np.clip(image, 0.0, 1.0), gamma)
+    out = (out - 0.5) * contrast + 0.5 + brightness
+    if rng.random() < 0.3:
+        out = out + rng.normal(0.0, rng.uniform(0.005, 0.03), out.shape)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+            p_affine: float = 0.6, p_intensity: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+    """Full training augmentation of one (H, W, C) image and its (H, W) mask."""
+    image, mask = dihedral(image, mask, int(rng.integers(4)), bool(rng.random() < 0.5))
+    if rng.random() < p_affine:
+        image, mask = small_affine(image, mask, rng)
+    if rng.random() < p_intensity:
+        image = intensity(image, rng)
+    return image, mask

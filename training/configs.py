@@ -1,0 +1,40 @@
+"""Default model configs: the JSON written next to each .weights.h5 starts from these."""
+from __future__ import annotations
+
+import copy
+
+BASE = {
+    "version": "1.0.0",
+    "input_size": [224, 224],
+    "context_slices": 1,
+    "in_channels": 3,
+    "window": {"level": 40.0, "width": 120.0},
+    "threshold": 0.5,
+    # min_lesion_pixels counts voxels on the original grid when spacing is unknown;
+    # min_lesion_mm3 applies when it is known (see MODEL_CARD.md for how they relate).
+    "postprocess": {"min_lesion_mm3": 50.0, "min_lesion_pixels": 50, "fill_holes": True},
+}
+
+MODELS = {
+    "unet": {"name": "unet", "architecture": "unet",
+             "arch_params": {"depth": 4, "base_filters": 16, "dropout": 0.1, "batch_norm": True}},
+    "two_branch": {"name": "two_branch", "architecture": "two_branch",
+                   "arch_params": {"filters": 16, "dropout": 0.1, "batch_norm": True}},
+}
+
+TRAINING = {
+    "unet": {"steps": 300, "batch_size": 16, "learning_rate": 1e-3, "val_every": 60},
+    "two_branch": {"steps": 200, "batch_size": 16, "learning_rate": 1e-3, "val_every": 50},
+}
+
+
+def model_config(name: str) -> dict:
+    """Full config for model ``name`` ("unet" or "two_branch"; "two-branch" accepted)."""
+    name = name.replace("-", "_")
+    if name not in MODELS:
+        raise SystemExit(f"unknown model {name!r}: choose unet or two-branch")
+    return {**copy.deepcopy(BASE), **copy.deepcopy(MODELS[name])}
+
+
+def training_config(name: str) -> dict:
+    return dict(TRAINING[name.replace("-", "_")])

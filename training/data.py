@@ -1,0 +1,96 @@
+"""The ct-ich dataset: loading, patient-level splits and folds.
+
+Every slice is kept as float32 in [0, 1] on the model grid (``input_size``), produced by the
+very preprocessing functions the inference pipeline uses (``model.preprocess``). Masks are
+resized the same way and kept soft (fraction of hemorrhage per model pixel).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from model.preprocess import Window, resize_slices, to_unit_range
+
+
+@dataclass
+class Patient:
+    """One patient's slices in slice order.
+
+    images: (Z, H, W) float32 in [0, 1] on the model grid; masks: (Z, H, W) float32 in [0, 1].
+    """
+
+    pid: str
+    images: np.ndarray
+    masks: np.ndarray
+
+    @property
+    def has_lesion(self) -> bool:
+        return bool(self.masks.max() > 0)
+
+
+def read_index(data_dir: Path) -> dict[str, list[dict]]:
+    """slices.csv -> {patient id: rows sorted by slice number}."""
+    rows = list(csv.DictReader(open(Path(data_dir) / "slices.csv", newline="")))
+    by_patient: dict[str, list[dict]] = {}
+    for row in rows:
+        by_patient.setdefault(row["patient"], []).append(row)
+    for pid in by_patient:
+        by_patient[pid].sort(key=lambda r: int(r["slice"]))
+    return dict(sorted(by_patient.items()))
+
+
+def load_patient_png(data_dir: Path, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Full-resolution (Z, 512, 512) uint8 image and mask (0/1) stacks of one patient."""
+    images = np.stack([np.asarray(Image.open(Path(data_dir) / r["image"]).convert("L")) for r in rows])
+    masks = np.stack([np.asarray(Image.open(Path(data_dir) / r["mask"]).convert("L")) > 127 for r in rows])
+    return images, masks.astype(np.uint8)
+
+
+def load_dataset(data_dir: Path, input_size: tuple[int, int], cache_dir: Path | None = None,
+                 window: Window = Window()) -> list[Patient]:
+    """All patients on the model grid; cached as .npz in ``cache_dir`` (never in the repo)."""
+    data_dir = Path(data_dir)
+    index = read_index(data_dir)
+    key = hashlib.sha1(f"{data_dir.resolve()}|{tuple(input_size)}|v1".encode()).hexdigest()[:12]
+    cache = Path(cache_dir) / f"ctich_{key}.npz" if cache_dir else None
+    if cache and cache.exists():
+        blob = np.load(cache)
+        return [Patient(pid, blob[f"{pid}_img"], blob[f"{pid}_msk"]) for pid in index]
+    patients = []
+    for pid, rows in index.items():
+        images, masks = load_patient_png(data_dir, rows)
+        unit = to_unit_range(images.astype(np.float32), "display", window)
+        patients.append(Patient(pid, resize_slices(unit, input_size).astype(np.float16),
+                                resize_slices(masks.astype(np.float32), input_size).astype(np.float16)))
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        for p in patients:
+            arrays[f"{p.pid}_img"], arrays[f"{p.pid}_msk"] = p.images, p.masks
+        np.savez(cache, **arrays)
+    return patients
+
+
+def stratified_folds(pids: list[str], positive: set[str], k: int, seed: int) -> list[list[str]]:
+    """Split patient ids into ``k`` folds, dealing positives and negatives round-robin."""
+    rng = np.random.default_rng(seed)
+    folds: list[list[str]] = [[] for _ in range(k)]
+    dealt = 0
+    for group in (sorted(p for p in pids if p in positive), sorted(p for p in pids if p not in positive)):
+        for pid in rng.permutation(group):
+            folds[dealt % k].append(str(pid))
+            dealt += 1
+    return [sorted(f) for f in folds]
+
+
+def split_validation(pids: list[str], positive: set[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train, validation) patient ids, validation stratified by has-hemorrhage."""
+    k = max(2, int(round(1.0 / fraction)))
+    folds = stratified_folds(pids, positive, k, seed)
+    val = folds[0]
+    return sorted(p for p in pids if p not in val), val

@@ -1,0 +1,130 @@
+"""Patient-level k-fold cross-validation through the same pipeline the CLI uses.
+
+    python -m training.evaluate --model unet|two-branch --data ../shared/data/ct-ich --folds 5 --out reports/
+
+For each fold: train on the other folds' patients (20% of them held out for early stopping and
+the threshold / minimum-lesion-size choice), then segment every test patient's slices stacked
+into a (Z, 512, 512) volume with ``model.pipeline.Segmenter`` and score it against the
+radiologists' masks. Writes reports/NAME_cv.json and PNG figures. Resumable: a fold whose
+weights exist is not trained again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .configs import model_config
+from .data import load_dataset, load_patient_png, read_index, split_validation, stratified_folds
+from .metrics import dice, iou, relative_volume_difference, slice_detection, summarize
+
+
+def train_folds(name: str, data: Path, folds: list[list[str]], runs: Path, seed: int) -> None:
+    from .train import train_model
+
+    config = model_config(name)
+    patients = {p.pid: p for p in load_dataset(data, tuple(config["input_size"]), cache_dir=runs / "cache")}
+    positive = {pid for pid, p in patients.items() if p.has_lesion}
+    for i, test in enumerate(folds):
+        fold_dir = runs / "cv" / name / f"fold{i}"
+        if (fold_dir / f"{name}.json").exists():
+            print(f"fold {i}: trained already ({fold_dir})")
+            continue
+        rest = [pid for pid in patients if pid not in test]
+        train_ids, val_ids = split_validation(rest, positive, 0.2, seed + i)
+        print(f"fold {i}: train {len(train_ids)} val {len(val_ids)} test {len(test)} patients", flush=True)
+        train_model(name, [patients[p] for p in train_ids], [patients[p] for p in val_ids],
+                    fold_dir, runs, seed=seed + i, log=lambda s: print(s, flush=True))
+
+
+def score_patient(mask: np.ndarray, truth: np.ndarray, slice_area: list[int]) -> dict:
+    """Metrics of one patient: (Z, Y, X) predicted and true masks."""
+    return {"dice": dice(mask, truth), "iou": iou(mask, truth),
+            "rvd": relative_volume_difference(mask, truth), "pred_voxels": int(mask.sum()),
+            "true_voxels": int(truth.sum()), "has_lesion": bool(truth.any()),
+            "false_positive_patient": bool(not truth.any() and mask.any()),
+            "slices": slice_detection(mask, truth), "slice_area": slice_area,
+            "slice_truth": [int(t.any()) for t in truth]}
+
+
+def evaluate_folds(name: str, data: Path, folds: list[list[str]], runs: Path) -> dict:
+    from model.pipeline import Segmenter
+    from model.types import CTImage
+
+    index = read_index(data)
+    per_patient, chosen = {}, []
+    for i, test in enumerate(folds):
+        fold_dir = runs / "cv" / name / f"fold{i}"
+        seg = Segmenter(weights_dir=fold_dir)
+        cfg = json.loads((fold_dir / f"{name}.json").read_text())
+        chosen.append({"threshold": cfg["threshold"], "min_lesion_pixels": cfg["postprocess"]["min_lesion_pixels"]})
+        for pid in test:
+            images, truth = load_patient_png(data, index[pid])
+            image = CTImage(array=images.astype(np.float32), intensity="display", kind="png", is_volume=True)
+            result = seg.segment_image(image, model=name, name=pid)
+            areas = [int(a) for a in result.mask.reshape(len(result.mask), -1).sum(axis=1)]
+            per_patient[pid] = {"fold": i, **score_patient(result.mask, truth, areas)}
+            print(f"fold {i} patient {pid}: dice {per_patient[pid]['dice']:.3f} "
+                  f"pred {per_patient[pid]['pred_voxels']} true {per_patient[pid]['true_voxels']}", flush=True)
+    return {"per_patient": per_patient, "fold_choices": chosen}
+
+
+def summarize_cv(per_patient: dict) -> dict:
+    pos = [m for m in per_patient.values() if m["has_lesion"]]
+    neg = [m for m in per_patient.values() if not m["has_lesion"]]
+    tot = {k: sum(m["slices"][k] for m in per_patient.values()) for k in ("tp", "fp", "fn", "tn")}
+    return {
+        "patients": len(per_patient), "hemorrhage_patients": len(pos), "lesion_free_patients": len(neg),
+        "dice": summarize([m["dice"] for m in pos]), "iou": summarize([m["iou"] for m in pos]),
+        "relative_volume_difference": summarize([m["rvd"] for m in pos]),
+        "mean_dice": float(np.mean([m["dice"] for m in pos])) if pos else None,
+        "median_dice": float(np.median([m["dice"] for m in pos])) if pos else None,
+        "false_positive_patients": sum(m["false_positive_patient"] for m in neg),
+        "slice_sensitivity": tot["tp"] / max(1, tot["tp"] + tot["fn"]),
+        "slice_specificity": tot["tn"] / max(1, tot["tn"] + tot["fp"]),
+        "slice_counts": tot,
+    }
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, choices=["unet", "two-branch", "two_branch"])
+    ap.add_argument("--data", default="../shared/data/ct-ich", type=Path)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--out", default="reports", type=Path)
+    ap.add_argument("--runs", default="runs", type=Path)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--weights", default="model/weights", type=Path,
+                    help="shipped weights dir whose NAME.json receives the CV choice and metrics")
+    ap.add_argument("--train-only", action="store_true")
+    args = ap.parse_args(argv)
+    name = args.model.replace("-", "_")
+    index = read_index(args.data)
+    positive = {pid for pid, rows in index.items() if any(int(r["mask_pixels"]) > 0 for r in rows)}
+    folds = stratified_folds(list(index), positive, args.folds, args.seed)
+    train_folds(name, args.data, folds, args.runs, args.seed)
+    if args.train_only:
+        return
+    result = evaluate_folds(name, args.data, folds, args.runs)
+    choices = result["fold_choices"]
+    report = {"model": name, "folds": folds, "summary": summarize_cv(result["per_patient"]),
+              "chosen": {"threshold": float(np.median([c["threshold"] for c in choices])),
+                         "min_lesion_pixels": int(np.median([c["min_lesion_pixels"] for c in choices]))},
+              **result, "command": f"python -m training.evaluate --model {args.model} --folds {args.folds}"}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}_cv.json").write_text(json.dumps(report, indent=1))
+    from .figures import write_figures
+    write_figures(report, args.out)
+    from .train import apply_cv_choice
+    if (args.weights / f"{name}.json").exists():
+        apply_cv_choice(args.weights / f"{name}.json", args.out / f"{name}_cv.json")
+    s = report["summary"]
+    print(json.dumps({k: s[k] for k in ("mean_dice", "median_dice", "false_positive_patients",
+                                        "slice_sensitivity", "slice_specificity")}, indent=1))
+    print(f"median relative volume difference {s['relative_volume_difference']['median']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Balanced batches of 2.5D training samples.
+
+Only ~11% of slices contain blood, so each batch draws half its samples from lesion slices and
+half from lesion-free slices (the 31 lesion-free patients included, as negatives).
+"""
+from __future__ import annotations
+
+import queue
+import threading
+
+import numpy as np
+
+from model.preprocess import context_indices
+
+from .augment import augment
+from .data import Patient
+
+
+class BalancedSampler:
+    """Yields (x, y) batches: x (B, H, W, 2*context+1) float32, y (B, H, W, 1) float32.
+
+    p_single: probability that a sample repeats its centre slice in every channel, as a lone
+    2D upload does at inference.
+    """
+
+    def __init__(self, patients: list[Patient], batch_size: int, context: int, seed: int,
+                 positive_fraction: float = 0.5, p_single: float = 0.25, augment_data: bool = True):
+        self.patients, self.batch_size, self.context = patients, batch_size, context
+        self.rng = np.random.default_rng(seed)
+        self.positive_fraction, self.p_single, self.augment_data = positive_fraction, p_single, augment_data
+        pos, neg = [], []
+        for pi, p in enumerate(patients):
+            has = p.masks.reshape(len(p.masks), -1).max(axis=1) > 0
+            for z in range(len(p.images)):
+                (pos if has[z] else neg).append((pi, z))
+        self.pos, self.neg = np.array(pos), np.array(neg)
+
+    def sample(self, pi: int, z: int) -> tuple[np.ndarray, np.ndarray]:
+        p = self.patients[pi]
+        if self.rng.random() < self.p_single:
+            idx = np.full(2 * self.context + 1, z)
+        else:
+            idx = context_indices(len(p.images), self.context)[z]
+        image = p.images[idx].astype(np.float32).transpose(1, 2, 0)
+        mask = p.masks[z].astype(np.float32)
+        if self.augment_data:
+            image, mask = augment(image, mask, self.rng)
+        return image, mask
+
+    def batch(self) -> tuple[np.ndarray, np.ndarray]:
+        n_pos = int(round(self.batch_size * self.positive_fraction)) if len(self.pos) else 0
+        picks = [self.pos[self.rng.integers(len(self.pos))] for _ in range(n_pos)]
+        picks += [self.neg[self.rng.integers(len(self.neg))] for _ in range(self.batch_size - n_pos)]
+        xs, ys = zip(*(self.sample(int(pi), int(z)) for pi, z in picks))
+        return np.stack(xs), np.stack(ys)[..., None]
+
+
+def prefetch(sampler: BalancedSampler, depth: int = 4):
+    """Iterate over batches produced by a background thread (overlaps augmentation and training)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work():
+        while not stop.is_set():
+            q.put(sampler.batch())
+
+    threading.Thread(target=work, daemon=True).start()
+    try:
+        while True:
+            yield q.get()
+    finally:
+        stop.set()

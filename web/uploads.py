@@ -1,0 +1,86 @@
+"""Turn a multipart request into pipeline arguments (files as bytes, spacing, model name).
+
+Only parsing and validation of form fields happens here; reading images is the pipeline's.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from flask import Request
+
+from .errors import ApiError
+
+MAX_SPACING_MM = 100.0   # larger values are typos (CT pixels ~0.4-1 mm, slices <= ~10 mm)
+FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+def uploaded_sources(req: Request) -> list[tuple[str, bytes]]:
+    """(filename, bytes) of every non-empty part named ``file``, read into memory.
+
+    Raises ApiError 415 when the body is not multipart/form-data, 400 when no file was sent.
+    """
+    if req.mimetype != "multipart/form-data":
+        raise ApiError(415, "expected multipart/form-data",
+                       "send the image as a multipart form field named 'file'")
+    sources = []
+    for part in req.files.getlist("file"):
+        data = part.stream.read()
+        part.stream.close()
+        if data:
+            sources.append((part.filename or "upload", data))
+    if not sources:
+        raise ApiError(400, "no file uploaded",
+                       "attach one or more files in the multipart field 'file'")
+    return sources
+
+
+def parse_spacing(text: Optional[str]) -> Optional[tuple[float, ...]]:
+    """"row,col" or "row,col,slice" in mm -> tuple of floats; empty/None -> None.
+
+    Raises ApiError 400 for a wrong count, non-numbers, NaN/inf, zero, negative or > 100 mm.
+    """
+    if text is None or not text.strip():
+        return None
+    parts = [p.strip() for p in text.replace(";", ",").split(",")]
+    if len(parts) not in (2, 3):
+        raise ApiError(400, "invalid spacing",
+                       "spacing must be 'row_mm,col_mm' or 'row_mm,col_mm,slice_mm'")
+    values = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError:
+            raise ApiError(400, "invalid spacing", f"{part[:20]!r} is not a number") from None
+        if not math.isfinite(value) or value <= 0 or value > MAX_SPACING_MM:
+            raise ApiError(400, "invalid spacing",
+                           f"each spacing must be a finite number in (0, {MAX_SPACING_MM:g}] mm")
+        values.append(value)
+    return tuple(values)
+
+
+def canonical_model(name: Optional[str]) -> Optional[str]:
+    """Lower-case model name with '-' as '_' ("two-branch" -> "two_branch"); '' -> None."""
+    if name is None or not name.strip():
+        return None
+    return name.strip().lower().replace("-", "_")
+
+
+def check_model(name: Optional[str], available: list[str]) -> Optional[str]:
+    """``name`` if it is one of the loaded models (or None = default); else ApiError 400.
+
+    With no model loaded at all the pipeline answers 503 itself, so any name passes then.
+    """
+    model = canonical_model(name)
+    if model is None or not available or model in available:
+        return model
+    raise ApiError(400, "unknown model",
+                   f"{name[:40]!r} is not available; choose one of: {', '.join(available)}")
+
+
+def flag(req: Request, name: str, default: bool = True) -> bool:
+    """Boolean form or query field: "0", "false", "no", "off" mean False."""
+    raw = req.form.get(name, req.args.get(name))
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip().lower() not in FALSE_WORDS
