@@ -29,8 +29,18 @@ def build_segmenter(config: Mapping[str, Any]):
                      default_model=config["DEFAULT_MODEL"])
 
 
+def configure_logging() -> None:
+    """Under gunicorn, send the service's log records to gunicorn's error log (stderr)."""
+    gunicorn_log = logging.getLogger("gunicorn.error")
+    if gunicorn_log.handlers and not log.handlers:
+        log.handlers = list(gunicorn_log.handlers)
+        log.setLevel(gunicorn_log.level)
+        log.propagate = False
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: environment config, overrides from ``config``, segmenter, blueprints."""
+    configure_logging()
     app = Flask(__name__, static_folder="static", template_folder="templates")
     app.request_class = MemoryRequest          # uploads stay in memory, never on disk
     app.config.update(config_from_env())

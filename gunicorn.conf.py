@@ -24,6 +24,7 @@ max_requests = 200         # recycle workers to bound slow memory growth
 max_requests_jitter = 50
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 limit_request_line = 4094
+control_socket_disable = True   # no gunicornc socket in $HOME (read-only in the container)
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 # Access log: method, path WITHOUT query string (%(U)s), status, bytes, duration in ms.

@@ -52,9 +52,11 @@ def lesion_table(mask: np.ndarray, spacing_mm) -> tuple[list[dict], np.ndarray]:
     labels, count = label_components(mask)
     if count == 0:
         return [], labels
-    index = np.arange(1, count + 1)
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    centroids = ndimage.center_of_mass(mask, labels, index)
+    coords = np.nonzero(labels)
+    owner = labels[coords]
+    sizes = np.bincount(owner, minlength=count + 1)[1:]
+    centroids = np.stack([np.bincount(owner, weights=axis, minlength=count + 1)[1:] / sizes
+                          for axis in coords], axis=1)
     boxes = ndimage.find_objects(labels)
     voxel_mm3 = voxel_volume_mm3(spacing_mm)
     lesions = []
@@ -122,8 +124,7 @@ def spacing_warning(pixel_spacing_mm, slice_thickness_mm) -> Optional[str]:
         missing = "the slice thickness"
     else:
         return None
-    return (f"volume in mL not computed: the input does not record {missing} (PNG/JPG files never do); "
-            + SPACING_HINT)
+    return f"volume in mL not computed: the input does not record {missing}; " + SPACING_HINT
 
 
 def measure(mask: np.ndarray, pixel_spacing_mm: Optional[tuple[float, float]] = None,

@@ -111,6 +111,8 @@ def check_image(image: CTImage) -> None:
     if array.dtype.kind not in "biuf":
         raise InputError(f"image must be numeric, got dtype {array.dtype}", stage="preprocess",
                          status=422)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InputError("image has NaN or infinite values", stage="preprocess", status=422)
 
 
 def infer_mask(predictor: Predictor, image: CTImage, timings: dict) -> np.ndarray:

@@ -1,6 +1,7 @@
 """SegmentationResult: the mask, its measurements and lazily rendered files of one input."""
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 from dataclasses import dataclass
@@ -10,9 +11,26 @@ import numpy as np
 from PIL import Image
 
 from . import render
+from .errors import PipelineError
 from .measure import Measurements
 from .preprocess import Window
 from .types import CTImage
+
+MAX_LISTED_LESIONS = 100  # report lists the largest lesions; lesion_count counts all
+
+
+def _rendering(method):
+    """Make a rendering failure a PipelineError of stage 'render'."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except PipelineError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one clear message, no stack trace
+            raise PipelineError(f"cannot render {method.__name__}: {type(exc).__name__}: {exc}",
+                                stage="render") from exc
+    return wrapper
 
 
 def _round(value: Optional[float], digits: int = 3) -> Optional[float]:
@@ -50,7 +68,7 @@ class SegmentationResult:
             "pixel_spacing_mm": (None if self.image.pixel_spacing_mm is None
                                  else [round(float(v), 6) for v in self.image.pixel_spacing_mm]),
             "spacing_source": self.image.spacing_source,
-            "lesions": m.lesions,
+            "lesions": m.lesions[:MAX_LISTED_LESIONS],
             "lesion_count": len(m.lesions),
             "largest_lesion_ml": m.lesions[0]["volume_ml"] if m.lesions else None,
             "abc2_ml": _round(m.abc2_ml, 4),
@@ -62,10 +80,16 @@ class SegmentationResult:
             "shape": [int(v) for v in self.mask.shape],
             "is_volume": self.is_volume,
             "input_kind": self.image.kind,
-            "warnings": list(self.warnings),
+            "warnings": list(self.warnings) + self._listing_warning(),
             "timings_ms": dict(self.timings_ms),
         }
 
+    def _listing_warning(self) -> list[str]:
+        extra = len(self.measurements.lesions) - MAX_LISTED_LESIONS
+        return [f"only the {MAX_LISTED_LESIONS} largest of {len(self.measurements.lesions)} lesions "
+                "are listed"] if extra > 0 else []
+
+    @_rendering
     def mask_file(self) -> tuple[str, bytes]:
         """(".mask.png", PNG 0/255 of the input's width x height) for a 2D input, else
         (".mask.nii.gz", gzipped NIfTI uint8 0/1 with the input volume's shape and affine)."""
@@ -100,16 +124,19 @@ class SegmentationResult:
         window = Window(float(self.config["window"]["level"]), float(self.config["window"]["width"]))
         return render.display_grey(self.image.array[z], self.image.intensity, window)
 
+    @_rendering
     def overlay_png(self, max_size: Optional[int] = None) -> bytes:
         """Overlay of the key slice (largest lesion area; middle slice without lesion)."""
         z = self.measurements.key_slice
         return render.overlay_png(self._grey(z), self.mask[z], max_size)
 
+    @_rendering
     def slice_overlays_png(self, max_size: int = 512) -> list[bytes]:
         """One overlay PNG per slice, z = 0..Z-1, longer side at most ``max_size`` pixels."""
         return [render.overlay_png(self._grey(z), self.mask[z], max_size)
                 for z in range(self.mask.shape[0])]
 
+    @_rendering
     def montage_png(self, tile_size: int = 256) -> Optional[bytes]:
         """Grid of up to 16 slices with lesion incl. the key slice; None for 2D or without lesion."""
         m = self.measurements

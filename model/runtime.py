@@ -108,6 +108,11 @@ def compiled_forward(model, input_shape: tuple[int, int, int]):
         return lambda x: keras.ops.convert_to_numpy(model(x, training=False))
     import tensorflow as tf
 
+    try:  # only possible before TensorFlow has started its thread pools
+        tf.config.threading.set_intra_op_parallelism_threads(num_threads())
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
     spec = tf.TensorSpec((None, *input_shape), tf.float32)
     forward = tf.function(lambda x: model(x, training=False), input_signature=[spec],
                           reduce_retracing=True)

@@ -1,6 +1,4 @@
 """CLI contract: `python -m model segment INPUT... --out DIR [--model] [--spacing]`, info, export-onnx."""
-import gzip
-import io
 import json
 import subprocess
 import sys
@@ -13,8 +11,6 @@ from PIL import Image
 import model.pipeline
 from model.cli import main
 from tests.conftest import REPO, CentreChannelPredictor, blob_volume
-
-pytest.importorskip("model.readers", reason="model.readers not written yet")
 
 
 def write_png(path, shape=(120, 160), centre=(40, 100), radii=(15, 25)):
@@ -126,3 +122,26 @@ def test_python_dash_m_entry_point(tiny_onnx_dir, tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("x: volume unknown (no spacing)")
     assert Image.open(tmp_path / "o" / "x.mask.png").size == (160, 120)
+
+
+def test_dicom_folder_and_zip(fake_cli, tmp_path, capsys):
+    from tests.synthetic import make_dicom_series, make_zip
+
+    hu, inside = blob_volume((6, 48, 40), (3, 20, 22), (1.6, 10, 8), value_hu=80, background_hu=0)
+    files = make_dicom_series(n=6, shape_yx=(48, 40), spacing_mm=(5.0, 0.5, 0.5), volume=hu)
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for name, data in files:
+        (folder / name).write_bytes(data)
+    (tmp_path / "series2.zip").write_bytes(make_zip(files))
+    out = tmp_path / "out"
+    assert main(["segment", str(folder), str(tmp_path / "series2.zip"), "--out", str(out)]) == 0
+    for name in ("series", "series2"):
+        nifti = nib.load(str(out / f"{name}.mask.nii.gz"))
+        assert nifti.shape == (40, 48, 6)
+        assert np.allclose(np.abs(np.diag(nifti.affine))[:3], [0.5, 0.5, 5.0])
+        data = np.asarray(nifti.dataobj).astype(bool).transpose(2, 1, 0)   # back to (Z, Y, X)
+        assert (data & inside).sum() / (data | inside).sum() > 0.9
+        report = json.loads((out / f"{name}.json").read_text())
+        assert report["spacing_mm"] == [5.0, 0.5, 0.5]
+        assert report["volume_ml"] == pytest.approx(inside.sum() * 1.25 / 1000, rel=0.05)

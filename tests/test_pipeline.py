@@ -189,6 +189,17 @@ def test_rendered_outputs(fake_segmenter):
     assert fake_segmenter.segment_image(display_image()[0]).montage_png() is None
 
 
+
+def test_report_lists_at_most_100_lesions_but_counts_all(fake_segmenter):
+    array = np.full((1, 120, 120), 20.0, np.float32)
+    array[0, 2::6, 2::6] = 230.0                      # 400 isolated bright pixels
+    seg = Segmenter(predictors={"unet": CentreChannelPredictor(size=120)})
+    image = CTImage(array=array, intensity="display", kind="png", is_volume=False)
+    report = seg.segment_image(image).report()
+    assert report["lesion_count"] == 400 and len(report["lesions"]) == 100
+    assert any("100 largest of 400" in w for w in report["warnings"])
+
+
 def png_bytes(array2d) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(array2d, np.uint8)).save(buffer, format="PNG")

@@ -84,8 +84,6 @@ def test_mask_written_with_to_file_layout_matches_input_geometry():
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.float32, np.float64])
 def test_dtypes_become_float32(dtype):
     values = np.linspace(-100, 100, 4 * 16 * 16).reshape(16, 16, 4)
-    if dtype in (np.int8,):
-        values = values
     if dtype == np.uint8:
         values = values + 100
     image = read_one("d.nii", make_nifti(values, np.diag([1, 1, 1, 1.0]), dtype=dtype))
@@ -102,10 +100,10 @@ def test_scl_slope_and_intercept_are_applied():
 
 @pytest.mark.parametrize("zooms", [(0.0, 0.5, 5.0), (-1.0, 1.0, 1.0), (np.nan, 1.0, 1.0)])
 def test_invalid_zooms_mean_unknown_spacing(zooms):
-    raw = make_nifti(ct_phantom((3, 16, 16)).transpose(2, 1, 0), np.diag([0.5, 0.5, 5, 1.0]))
-    img = nib.Nifti1Image.from_bytes(raw)
-    img.header["pixdim"][1:4] = zooms
-    image = read_one("z.nii", img.to_bytes())
+    raw = bytearray(make_nifti(ct_phantom((3, 16, 16)).transpose(2, 1, 0),
+                               np.diag([0.5, 0.5, 5, 1.0]), dtype=np.int16))
+    struct.pack_into("<3f", raw, 80, *zooms)  # pixdim[1:4]; nibabel would "repair" them
+    image = read_one("z.nii", bytes(raw))
     assert image.pixel_spacing_mm is None and image.slice_thickness_mm is None
     assert image.spacing_source == "unknown"
     assert any("spacing unknown" in w for w in image.warnings)
@@ -180,6 +178,13 @@ def test_gzip_bomb_stops_at_the_limit():
                  limits=Limits(max_decompressed_bytes=100_000))
 
 
+def test_trailing_gzip_data_beyond_the_header_size_is_never_decompressed():
+    raw = make_nifti(ct_phantom((3, 16, 16)).transpose(2, 1, 0), dtype=np.int16)
+    bomb = gzip.compress(raw + bytes(50_000_000), compresslevel=1)
+    image = read_one("padded.nii.gz", bomb, Limits(max_decompressed_bytes=1_000_000))
+    assert image.array.shape == (3, 16, 16)
+
+
 def test_text_named_nii_is_not_a_nifti():
     expect_error("notes.nii", b"just some text, not a volume" * 20, 422, "not a NIfTI file")
 
@@ -209,3 +214,17 @@ def test_several_niftis_are_422():
     with pytest.raises(InputError) as err:
         read_sources([("a.nii", raw), ("b.nii", raw)], Limits())
     assert err.value.status == 422 and "one volume at a time" in err.value.message
+
+
+def test_missing_orientation_and_oblique_affine_are_reported():
+    raw = bytearray(make_nifti(ct_phantom((3, 16, 16)).transpose(2, 1, 0), dtype=np.int16))
+    struct.pack_into("<2h", raw, 252, 0, 0)  # qform_code, sform_code = 0
+    image = read_one("plain.nii", bytes(raw))
+    assert any("no orientation" in w for w in image.warnings)
+    angle = np.radians(20)
+    tilt = np.array([[1, 0, 0, 0], [0, np.cos(angle), -np.sin(angle), 0],
+                     [0, np.sin(angle), np.cos(angle), 0], [0, 0, 0, 1]]) @ np.diag([0.5, 0.5, 5, 1])
+    image = read_one("tilted.nii", make_nifti(ct_phantom((3, 16, 16)).transpose(2, 1, 0), tilt,
+                                              dtype=np.int16))
+    assert any("oblique" in w for w in image.warnings)
+    assert image.slice_thickness_mm == pytest.approx(5.0)

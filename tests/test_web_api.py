@@ -201,7 +201,13 @@ def test_bad_spacing_is_400(client, spacing):
 def test_unknown_model_is_400(client):
     body = assert_error(post(client, [("head.png", block_png())], model="resnet"), 400,
                         "unknown model")
-    assert "unet" in body["detail"]
+    assert "unet" in body["error"] + body["detail"]
+    assert_error(post(client, [("head.png", block_png())], model="x" * 5000), 400, "unknown")
+
+
+def test_known_model_without_weights_is_503():
+    client = make_client(make_segmenter("unet"))
+    assert_error(post(client, [("head.png", block_png())], model="two-branch"), 503, "two_branch")
 
 
 def test_too_large_upload_is_413():
@@ -246,7 +252,8 @@ class ExplodingSegmenter:
         return [{"name": "unet", "input_size": [64, 64], "metrics": {}}]
 
     def segment_sources(self, sources, **kwargs):
-        raise RuntimeError("secret patient name in /work/uploads/Doe_John.dcm")
+        name, content = sources[0]
+        raise RuntimeError(f"cannot parse /tmp/uploads/{name}: {content[:8]!r}")
 
 
 def test_unexpected_error_is_json_500_without_details(caplog):
@@ -255,6 +262,7 @@ def test_unexpected_error_is_json_500_without_details(caplog):
     assert body == {"error": "internal error", "detail": None}
     assert "Doe_John" not in response_text(body)
     assert "RuntimeError" in caplog.text   # logged for the operator
+    assert "Doe_John" not in caplog.text   # ... without the message (may quote uploads)
 
 
 def response_text(body: dict) -> str:

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from .errors import ApiError, error_response
 from .openapi import openapi_spec
 from .payload import segment_payload
-from .uploads import check_model, flag, parse_spacing, uploaded_sources
+from .uploads import flag, model_name, parse_spacing, uploaded_sources
 
 api = Blueprint("api", __name__)
 log = logging.getLogger("ich.web")
@@ -49,16 +49,18 @@ def segment():
     """Segment the uploaded file(s); JSON report + images, or the overlay PNG."""
     start = time.perf_counter()
     sources = uploaded_sources(request)
-    model = check_model(request.form.get("model"), [m["name"] for m in segmenter().models()])
+    files, size = len(sources), sum(len(data) for _, data in sources)
+    model = model_name(request.form.get("model"))
     spacing_mm = parse_spacing(request.form.get("spacing"))
     with segmentation_slot():
         result = segmenter().segment_sources(sources, model=model, spacing_mm=spacing_mm)
+        sources.clear()                        # free the upload before rendering images
         if wants_png():
             response = Response(result.overlay_png(), mimetype="image/png")
         else:
             response = jsonify(segment_payload(result, with_slices=flag(request, "slice_overlays")))
     log.info("segment: files=%d bytes=%d kind=%s shape=%s model=%s total_ms=%.0f",
-             len(sources), sum(len(data) for _, data in sources), result.image.kind,
+             files, size, result.image.kind,
              list(result.mask.shape), model or "default", (time.perf_counter() - start) * 1e3)
     return response
 

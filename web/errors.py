@@ -7,6 +7,8 @@ without request content. No HTML error page or stack trace is ever sent.
 from __future__ import annotations
 
 import logging
+import re
+import traceback
 
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -14,6 +16,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from model.errors import PipelineError
 
 log = logging.getLogger("ich.web")
+SERVER_PATH = re.compile(r"(?<![\w)\]])(?:/[\w.\-]+)*/([\w.\-]+)")
 
 
 class ApiError(Exception):
@@ -40,11 +43,16 @@ def handle_api_error(error: ApiError) -> Response:
     return error_response(error.status, error.message, error.detail, error.headers)
 
 
+def redact_paths(text: str | None) -> str | None:
+    """Replace absolute server paths by their last component ("/srv/x/weights" -> "weights")."""
+    return None if text is None else SERVER_PATH.sub(r"\1", text)
+
+
 def handle_pipeline_error(error: PipelineError) -> Response:
     log.info("pipeline error at %s -> %d", error.stage, error.status)
     if error.status >= 500 and error.status != 503:
         return error_response(500, "internal error")
-    return error_response(error.status, error.message, error.detail)
+    return error_response(error.status, redact_paths(error.message), redact_paths(error.detail))
 
 
 def handle_too_large(error: RequestEntityTooLarge) -> Response:
@@ -59,8 +67,11 @@ def handle_http_error(error: HTTPException) -> Response:
 
 
 def handle_unexpected(error: Exception) -> Response:
-    log.error("unhandled %s on %s %s", type(error).__name__, request.method, request.path,
-              exc_info=error)
+    """JSON 500. The log gets the exception type and stack frames, not its message, which
+    may quote uploaded file names or content."""
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    log.error("unhandled %s on %s %s\n%s", type(error).__name__, request.method, request.path,
+              frames)
     return error_response(500, "internal error")
 
 

@@ -13,6 +13,7 @@ from .errors import ApiError
 
 MAX_SPACING_MM = 100.0   # larger values are typos (CT pixels ~0.4-1 mm, slices <= ~10 mm)
 FALSE_WORDS = {"0", "false", "no", "off"}
+MAX_MODEL_NAME = 40
 
 
 def uploaded_sources(req: Request) -> list[tuple[str, bytes]]:
@@ -59,23 +60,17 @@ def parse_spacing(text: Optional[str]) -> Optional[tuple[float, ...]]:
     return tuple(values)
 
 
-def canonical_model(name: Optional[str]) -> Optional[str]:
-    """Lower-case model name with '-' as '_' ("two-branch" -> "two_branch"); '' -> None."""
-    if name is None or not name.strip():
-        return None
-    return name.strip().lower().replace("-", "_")
+def model_name(text: Optional[str]) -> Optional[str]:
+    """The requested model name, stripped; None when empty (= the default model).
 
-
-def check_model(name: Optional[str], available: list[str]) -> Optional[str]:
-    """``name`` if it is one of the loaded models (or None = default); else ApiError 400.
-
-    With no model loaded at all the pipeline answers 503 itself, so any name passes then.
+    The pipeline resolves aliases and answers 400 (unknown) or 503 (no weights); names longer
+    than MAX_MODEL_NAME characters are rejected here so error messages stay short.
     """
-    model = canonical_model(name)
-    if model is None or not available or model in available:
-        return model
-    raise ApiError(400, "unknown model",
-                   f"{name[:40]!r} is not available; choose one of: {', '.join(available)}")
+    if text is None or not text.strip():
+        return None
+    if len(text.strip()) > MAX_MODEL_NAME:
+        raise ApiError(400, "unknown model", "model names are short, e.g. 'unet'")
+    return text.strip()
 
 
 def flag(req: Request, name: str, default: bool = True) -> bool:

@@ -24,7 +24,7 @@ _ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".7z", ".rar")
 
 def _is_junk(member: str) -> bool:
     """True for OS metadata entries that are never scan data."""
-    parts = [p for p in re.split(r"[\\/]", member) if p]
+    parts = [p for p in re.split(r"[\\/]", member) if p and p != "."]
     if not parts or parts[0] == "__MACOSX":
         return True
     return any(p.startswith(".") for p in parts) or parts[-1].lower() in _JUNK_NAMES

@@ -45,6 +45,8 @@ def parse(name: str, data: bytes) -> Dataset:
     has_preamble = magic_kind(data) == "dicom"
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        for _ in ds.iterall():  # convert every element now: damaged values fail here
+            pass
         ok = has_preamble or any(t in ds for t in (0x00080016, 0x00280010, 0x0020000E))
     except Exception:  # noqa: BLE001 - pydicom raises many types for garbage
         ok = False

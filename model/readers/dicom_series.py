@@ -192,9 +192,10 @@ def _parse_all(sources: list[tuple[str, bytes]], general: list[str]) -> list[tup
     for name, data in sources:
         with guard(name, "DICOM file"):
             ds = parse(name, data)
-        if is_dicomdir(ds):
-            skipped.append(name)
-        else:
+            if is_dicomdir(ds):
+                skipped.append(name)
+                continue
+            check_image(name, ds)
             files.append((name, ds))
     if skipped:
         general.append(f"skipped the DICOMDIR index file(s): {', '.join(skipped[:3])}")
@@ -221,6 +222,9 @@ def read_dicom(sources: list[tuple[str, bytes]], limits: Limits) -> CTImage:
         with guard(name, "DICOM file"):
             planes.extend(read_planes(name, ds, notes))
     _same_size(planes)
+    bad = [p.name for p in planes if not np.all(np.isfinite(p.pixels))]
+    if bad:
+        raise InputError(f"{bad[0]}: the pixel data holds NaN or infinite values", status=422)
     general = summarise(notes) + general
     image = _single(planes[0], general) if len(planes) == 1 else _volume(planes, general)
     hu_warnings("the DICOM data", image.array, image.warnings)

@@ -104,7 +104,7 @@ def check_header(name: str, head: bytes, limits: Limits) -> tuple[object, tuple,
         raise InputError(f"{name}: the volume has {voxels} voxels {shape}, more than the "
                          f"limit of {limits.max_voxels}", status=413)
     offset = int(header["vox_offset"])
-    first_voxel = max(offset, 352 if isinstance(header, nib.Nifti1Header) else 544)
+    first_voxel = max(offset, 544 if isinstance(header, nib.Nifti2Header) else 352)
     needed = first_voxel + voxels * dtype.itemsize
     if needed > limits.max_decompressed_bytes:
         raise InputError(f"{name}: the volume needs {needed} bytes, more than the limit of "
@@ -183,7 +183,7 @@ def read_nifti(name: str, data: bytes, limits: Limits) -> CTImage:
     if len(raw) < needed:
         raise InputError(f"{name}: the NIfTI file is truncated: the header needs {needed} "
                          f"bytes, the file has {len(raw)}", status=422)
-    klass = nib.Nifti1Image if isinstance(header, nib.Nifti1Header) else nib.Nifti2Image
+    klass = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
     image = klass.from_bytes(bytes(raw))
     volume = np.asarray(image.dataobj, dtype=np.float32).reshape(shape[:3])
     bad = volume.size - int(np.count_nonzero(np.isfinite(volume)))
@@ -196,7 +196,7 @@ def read_nifti(name: str, data: bytes, limits: Limits) -> CTImage:
     target = axcodes2ornt(DISPLAY_AXCODES)
     forward, backward = ornt_transform(start, target), ornt_transform(target, start)
     display = np.ascontiguousarray(apply_orientation(volume, forward), dtype=np.float32)
-    spacing = _spacing_zyx(name, image.header, forward, notes)
+    spacing = _spacing_zyx(name, header, forward, notes)  # unrepaired header: never invent
     _refuse_mask(name, display)
     hu_warnings(name, display, notes)
 

@@ -13,7 +13,10 @@
   const fmt = (x, digits) => Number(x).toLocaleString("en-US", {
     minimumFractionDigits: digits, maximumFractionDigits: digits });
   const ml = (x) => (x === null || x === undefined ? null : fmt(x, x < 10 ? 2 : 1) + " mL");
-  const megabytes = (bytes) => fmt(bytes / (1024 * 1024), 1) + " MB";
+  const megabytes = (bytes) => (bytes < 1024 ? bytes + " bytes"
+    : bytes < 1024 * 1024 ? fmt(bytes / 1024, 0) + " KB"
+    : fmt(bytes / (1024 * 1024), 1) + " MB");
+  const duration = (ms) => (ms < 1000 ? fmt(ms, 0) + " ms" : fmt(ms / 1000, 1) + " s");
 
   function show(el, visible) { el.hidden = !visible; }
 
@@ -203,7 +206,7 @@
     setText("stat-slices", slicesText(r));
     setText("stat-spacing", spacingText(r));
     setText("stat-model", r.model ? r.model.name + " v" + r.model.version + (r.model.runtime ? " (" + r.model.runtime + ")" : "") : "–");
-    setText("stat-time", r.timings_ms && r.timings_ms.total !== undefined ? fmt(r.timings_ms.total / 1000, 1) + " s" : "–");
+    setText("stat-time", r.timings_ms && r.timings_ms.total !== undefined ? duration(r.timings_ms.total) : "–");
     const list = $("warnings");
     list.replaceChildren(...(r.warnings || []).map((w) => {
       const item = document.createElement("li");
@@ -284,6 +287,7 @@
   }
 
   /* ---------- wiring ---------- */
+  setText("api-base", window.location.origin);   // the public address, also behind a proxy
   setupDropzone();
   form.addEventListener("submit", submit);
   $("slice-slider").addEventListener("input", (event) => showSlice(Number(event.target.value)));
