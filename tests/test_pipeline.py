@@ -255,21 +255,34 @@ def real_slices(patient: str, numbers) -> tuple[list, np.ndarray]:
 
 
 def test_real_png_slice_with_shipped_models(shipped_segmenter):
-    sources, truth = real_slices("094", [24])      # the largest hemorrhage in the data set
+    sources, _ = real_slices("094", [24])
     for info in shipped_segmenter.models():
         result = shipped_segmenter.segment_sources(sources, model=info["name"])
+        report = result.report()
         assert result.mask.shape == (1, 512, 512) and not result.is_volume
-        score = dice(result.mask, truth)
-        assert score > 0.3, f"{info['name']}: Dice {score:.2f} on a large hemorrhage"
-        assert result.report()["volume_ml"] is None
+        assert report["model"]["name"] == info["name"] and report["volume_ml"] is None
+        assert Image.open(io.BytesIO(result.mask_file()[1])).size == (512, 512)
 
 
 def test_real_stacked_volume_with_shipped_models(shipped_segmenter):
-    sources, truth = real_slices("071", range(18, 23))
+    sources, _ = real_slices("071", range(18, 23))
     result = shipped_segmenter.segment_sources(sources, spacing_mm=(0.45, 0.45, 5.0))
-    assert result.mask.shape == (5, 512, 512) and result.is_volume
-    assert dice(result.mask, truth) > 0.3
     report = result.report()
-    assert report["lesion_count"] >= 1 and report["volume_ml"] > 1.0
-    assert report["abc2_ml"] is not None and len(result.slice_overlays_png()) == 5
+    assert result.mask.shape == (5, 512, 512) and result.is_volume
+    assert report["spacing_mm"] == [5.0, 0.45, 0.45]
+    assert report["volume_ml"] == pytest.approx(report["lesion_voxels"] * 0.45 * 0.45 * 5 / 1000, rel=1e-3)
+    assert len(result.slice_overlays_png()) == 5
     assert nib.Nifti1Image.from_bytes(gzip.decompress(result.mask_file()[1])).shape == (512, 512, 5)
+
+
+@pytest.mark.parametrize("patient, numbers", [("094", [24]), ("071", range(18, 23))])
+def test_shipped_models_find_the_largest_hemorrhages(shipped_segmenter, patient, numbers):
+    """Quality floor: every shipped model must find the biggest bleeds of the data set (they
+    are in its training set); Dice ~0 means a broken model or a preprocessing mismatch."""
+    sources, truth = real_slices(patient, numbers)
+    for info in shipped_segmenter.models():
+        result = shipped_segmenter.segment_sources(sources, model=info["name"])
+        score = dice(result.mask, truth)
+        assert score > 0.3, (f"{info['name']}: Dice {score:.2f} vs the radiologists' mask on "
+                             f"patient {patient} slices {list(numbers)} ({truth.sum()} lesion pixels, "
+                             f"{result.mask.sum()} predicted)")

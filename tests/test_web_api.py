@@ -190,6 +190,7 @@ def test_no_file_is_400(client):
     assert_error(client.post("/segment", data={"model": "unet"},
                              content_type="multipart/form-data"), 400, "no file")
     assert_error(post(client, [("empty.png", b"")]), 400, "no file")
+    assert_error(client.post("/segment"), 400, "no file")
 
 
 @pytest.mark.parametrize("spacing", ["0,0.5", "-1,1", "nan,1", "inf,1", "a,b", "1", "1,2,3,4",

@@ -14,13 +14,17 @@ from .errors import ApiError
 MAX_SPACING_MM = 100.0   # larger values are typos (CT pixels ~0.4-1 mm, slices <= ~10 mm)
 FALSE_WORDS = {"0", "false", "no", "off"}
 MAX_MODEL_NAME = 40
+NO_FILE_HINT = "attach one or more files in the multipart/form-data field 'file'"
 
 
 def uploaded_sources(req: Request) -> list[tuple[str, bytes]]:
     """(filename, bytes) of every non-empty part named ``file``, read into memory.
 
-    Raises ApiError 415 when the body is not multipart/form-data, 400 when no file was sent.
+    Raises ApiError 400 when no file was sent (empty body, no non-empty 'file' part) and 415
+    when a body is sent that is not multipart/form-data.
     """
+    if not req.content_length and req.mimetype != "multipart/form-data":
+        raise ApiError(400, "no file uploaded", NO_FILE_HINT)
     if req.mimetype != "multipart/form-data":
         raise ApiError(415, "expected multipart/form-data",
                        "send the image as a multipart form field named 'file'")
@@ -31,8 +35,7 @@ def uploaded_sources(req: Request) -> list[tuple[str, bytes]]:
         if data:
             sources.append((part.filename or "upload", data))
     if not sources:
-        raise ApiError(400, "no file uploaded",
-                       "attach one or more files in the multipart field 'file'")
+        raise ApiError(400, "no file uploaded", NO_FILE_HINT)
     return sources
 
 
