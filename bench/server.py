@@ -140,3 +140,20 @@ def worker_rss_mb(server: Server) -> float | None:
         except psutil.NoSuchProcess:
             continue
     return round(max(values), 1) if values else None
+
+
+def worker_hwm_mb(server: Server) -> float | None:
+    """Largest peak RSS (VmHWM in /proc/PID/status, MB) of the current workers, None if unknown.
+
+    Exact, unlike polling: the kernel records the high-water mark since the worker started.
+    """
+    values = []
+    for pid in server.workers():
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+                for line in handle:
+                    if line.startswith("VmHWM:"):
+                        values.append(int(line.split()[1]) * 1024 / 1e6)  # kB -> MB
+        except (OSError, ValueError, IndexError):
+            continue
+    return round(max(values), 1) if values else None

@@ -95,6 +95,24 @@ def png_16bit() -> bytes:
     return make_png(mode="I;16")
 
 
+def png_with_chunk_bomb(chunk: bytes = b"zTXt", expanded_bytes: int = 64 << 20) -> bytes:
+    """A valid PNG plus a compressed text (zTXt) or colour-profile (iCCP) chunk that expands
+    to ``expanded_bytes`` zeros."""
+    data = make_png(shape_yx=(64, 64))
+    payload = (b"Comment\x00\x00" if chunk == b"zTXt" else b"icc\x00\x00") + zlib_zeros(expanded_bytes)
+    at = data.find(b"IDAT") - 4
+    return data[:at] + _png_chunk(chunk, payload) + data[at:]
+
+
+def dicom_deeply_nested(depth: int = 5000) -> bytes:
+    """A valid DICOM file followed by ``depth`` nested undefined-length sequences."""
+    sequence = b"\xe1\x7f\x00\x10SQ\x00\x00\xff\xff\xff\xff"       # (7FE1,1000) SQ
+    item = b"\xfe\xff\x00\xe0\xff\xff\xff\xff"
+    item_end, sequence_end = b"\xfe\xff\x0d\xe0" + bytes(4), b"\xfe\xff\xdd\xe0" + bytes(4)
+    return (make_dicom(np.zeros((40, 40))) + (sequence + item) * depth
+            + (item_end + sequence_end) * depth)
+
+
 def nifti_header(dims: tuple, datatype: int = 4, bitpix: int = 16, vox_offset: float = 352.0,
                  pixdim=(1.0, 1.0, 1.0), magic: bytes = b"n+1") -> bytes:
     """A bare NIfTI-1 header (+ 4-byte extension flag) claiming ``dims``, with no voxel data."""

@@ -17,14 +17,15 @@ BASE = {
 
 MODELS = {
     "unet": {"name": "unet", "architecture": "unet",
-             "arch_params": {"depth": 4, "base_filters": 16, "dropout": 0.1, "batch_norm": True}},
+             "arch_params": {"depth": 4, "base_filters": 8, "dropout": 0.1, "batch_norm": True}},
     "two_branch": {"name": "two_branch", "architecture": "two_branch",
-                   "arch_params": {"filters": 16, "dropout": 0.1, "batch_norm": True}},
+                   "arch_params": {"filters": 12, "dropout": 0.1, "batch_norm": True}},
 }
 
 TRAINING = {
-    "unet": {"steps": 300, "batch_size": 16, "learning_rate": 1e-3, "val_every": 60},
-    "two_branch": {"steps": 200, "batch_size": 16, "learning_rate": 1e-3, "val_every": 50},
+    # Trained on 128x128 crops of the 224x224 grid (see BalancedSampler.crop_window).
+    "unet": {"steps": 1800, "batch_size": 16, "learning_rate": 2e-3, "val_every": 300, "crop_size": 128},
+    "two_branch": {"steps": 1500, "batch_size": 16, "learning_rate": 2e-3, "val_every": 300, "crop_size": 128},
 }
 
 

@@ -24,8 +24,10 @@ class BalancedSampler:
     """
 
     def __init__(self, patients: list[Patient], batch_size: int, context: int, seed: int,
-                 positive_fraction: float = 0.5, p_single: float = 0.25, augment_data: bool = True):
+                 positive_fraction: float = 0.5, p_single: float = 0.25, augment_data: bool = True,
+                 crop_size: int | None = None):
         self.patients, self.batch_size, self.context = patients, batch_size, context
+        self.crop_size = crop_size
         self.rng = np.random.default_rng(seed)
         self.positive_fraction, self.p_single, self.augment_data = positive_fraction, p_single, augment_data
         pos, neg = [], []
@@ -41,11 +43,31 @@ class BalancedSampler:
             idx = np.full(2 * self.context + 1, z)
         else:
             idx = context_indices(len(p.images), self.context)[z]
-        image = p.images[idx].astype(np.float32).transpose(1, 2, 0)
-        mask = p.masks[z].astype(np.float32)
+        rows, cols = self.crop_window(p.masks[z])
+        image = p.images[idx, rows, cols].astype(np.float32).transpose(1, 2, 0)
+        mask = p.masks[z, rows, cols].astype(np.float32)
         if self.augment_data:
             image, mask = augment(image, mask, self.rng)
         return image, mask
+
+    def crop_window(self, mask: np.ndarray) -> tuple[slice, slice]:
+        """Crop of ``crop_size`` around a random lesion pixel (if any) or anywhere; whole slice if None.
+
+        Training on crops makes a step ~3x cheaper and raises the share of lesion pixels; the
+        network is fully convolutional, so its weights serve the whole slice at inference.
+        """
+        h, w = mask.shape
+        if not self.crop_size or self.crop_size >= min(h, w):
+            return slice(0, h), slice(0, w)
+        c = self.crop_size
+        lesion = np.argwhere(mask > 0.5)
+        if len(lesion):
+            cy, cx = lesion[self.rng.integers(len(lesion))] + self.rng.integers(-c // 3, c // 3 + 1, 2)
+        else:
+            cy, cx = self.rng.integers(c // 2, h - c // 2 + 1), self.rng.integers(c // 2, w - c // 2 + 1)
+        y0 = int(np.clip(cy - c // 2, 0, h - c))
+        x0 = int(np.clip(cx - c // 2, 0, w - c))
+        return slice(y0, y0 + c), slice(x0, x0 + c)
 
     def batch(self) -> tuple[np.ndarray, np.ndarray]:
         n_pos = int(round(self.batch_size * self.positive_fraction)) if len(self.pos) else 0

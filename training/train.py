@@ -68,7 +68,9 @@ def train_model(name: str, train: list[Patient], val: list[Patient], out_dir: Pa
     config, tcfg = model_config(name), training_config(name)
     steps = int(steps or tcfg["steps"])
     device = setup_device()
-    model = build_model(config)
+    crop = tcfg.get("crop_size")
+    model = build_model({**config, "input_size": [crop, crop]} if crop else config)
+    full = build_model(config) if crop else model  # same layers, whole-slice input
     schedule = keras.optimizers.schedules.CosineDecay(tcfg["learning_rate"], steps, alpha=0.02)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=bce_dice_loss)
     ckpt_dir = Path(runs_dir) / f"{config['name']}_{out_dir.name}_s{seed}"
@@ -78,10 +80,11 @@ def train_model(name: str, train: list[Patient], val: list[Patient], out_dir: Pa
         state = json.loads((ckpt_dir / "state.json").read_text())
         model.load_weights(ckpt_dir / "last.weights.h5")
         log(f"resumed {config['name']} from step {state['step']}")
-    sampler = BalancedSampler(train, tcfg["batch_size"], config["context_slices"], seed + state["step"])
+    sampler = BalancedSampler(train, tcfg["batch_size"], config["context_slices"], seed + state["step"],
+                              crop_size=crop)
     model.optimizer.build(model.trainable_variables)
     model.optimizer.iterations.assign(state["step"])
-    predict = compiled_predict(model)
+    predict = compiled_predict(full)
     grid_scale = (ORIGINAL_SIZE / config["input_size"][0]) * (ORIGINAL_SIZE / config["input_size"][1])
     out_dir.mkdir(parents=True, exist_ok=True)
     t0, batches, losses = time.time(), prefetch(sampler), []
@@ -96,6 +99,8 @@ def train_model(name: str, train: list[Patient], val: list[Patient], out_dir: Pa
             log(f"[{config['name']}] step {step}/{steps} loss {np.mean(losses[-10:]):.4f} "
                 f"{rate:.2f}s/step eta {rate * (steps - step) / 60:.1f} min")
         if step % tcfg["val_every"] == 0 or step == steps:
+            if full is not model:
+                full.set_weights(model.get_weights())
             if val:
                 res = validate(predict, val, config["context_slices"], grid_scale)
                 res["step"] = step
@@ -104,15 +109,16 @@ def train_model(name: str, train: list[Patient], val: list[Patient], out_dir: Pa
                     f"{res['dice_positive']} fp {res['fp_patients']} thr {res['threshold']} min {res['min_lesion_pixels']}")
                 if state["best"] is None or res["score"] > state["best"]["score"]:
                     state["best"] = res
-                    model.save_weights(out_dir / f"{config['name']}.weights.h5")
+                    full.save_weights(out_dir / f"{config['name']}.weights.h5")
             model.save_weights(ckpt_dir / "last.weights.h5")
             state["elapsed_s"] = elapsed0 + time.time() - t0
             (ckpt_dir / "state.json").write_text(json.dumps(state, indent=1))
     if not val:
-        model.save_weights(out_dir / f"{config['name']}.weights.h5")
+        full.set_weights(model.get_weights())
+        full.save_weights(out_dir / f"{config['name']}.weights.h5")
     duration = elapsed0 + time.time() - t0
     config["training"] = {
-        "steps": steps, "batch_size": tcfg["batch_size"], "learning_rate": tcfg["learning_rate"],
+        "steps": steps, "batch_size": tcfg["batch_size"], "crop_size": crop, "learning_rate": tcfg["learning_rate"],
         "seed": seed, "device": device, "duration_s": round(duration, 1),
         "train_patients": [p.pid for p in train], "val_patients": [p.pid for p in val],
         "date": datetime.date.today().isoformat(), "loss": "bce + soft dice", "optimizer": "adam, cosine decay",

@@ -18,6 +18,9 @@ from ..errors import InputError
 from ..types import Limits
 from .detect import magic_kind
 
+# pydicom's value-validation warnings quote raw element bytes (patient names, IDs, birth
+# dates of damaged files) into logs and stderr: reading must not validate values.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # PixelData, Float-, DoubleFloatPixelData
 

@@ -1,0 +1,113 @@
+"""Write model/weights/MODEL_CARD.md and reports/cv_table.md from the CV reports and weight JSONs.
+
+    python -m training.report [--weights model/weights] [--reports reports]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+NAMES = ("unet", "two_branch")
+
+
+def _fmt(value, digits=3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def cv_table(reports: Path) -> str:
+    """Markdown table of the measured cross-validation metrics of every model with a report."""
+    lines = ["| model | mean Dice (hemorrhage patients) | median Dice | mean IoU | median rel. volume diff. "
+             "| slice sensitivity | slice specificity | false-positive patients (of lesion-free) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name in NAMES:
+        path = reports / f"{name}_cv.json"
+        if not path.exists():
+            lines.append(f"| {name} | not measured | | | | | | |")
+            continue
+        s = json.loads(path.read_text())["summary"]
+        lines.append(
+            f"| {name} | {_fmt(s['mean_dice'])} | {_fmt(s['median_dice'])} | {_fmt(s['iou']['mean'])} "
+            f"| {_fmt(s['relative_volume_difference']['median'])} | {_fmt(s['slice_sensitivity'])} "
+            f"| {_fmt(s['slice_specificity'])} | {s['false_positive_patients']} of {s['lesion_free_patients']} |")
+    return "\n".join(lines)
+
+
+def model_section(weights: Path, name: str) -> str:
+    path = weights / f"{name}.json"
+    if not path.exists():
+        return f"### {name}\nNo weights shipped.\n"
+    c = json.loads(path.read_text())
+    t = c.get("training", {})
+    return (f"### {name}\n"
+            f"- Architecture: `{c['architecture']}` {json.dumps(c.get('arch_params', {}))}, input "
+            f"{c['input_size'][0]}x{c['input_size'][1]}x{c['in_channels']} (the slice and its neighbours, "
+            f"{c['context_slices']} on each side), window level {c['window']['level']} / width {c['window']['width']} HU.\n"
+            f"- Postprocessing: threshold {c['threshold']}, lesions smaller than "
+            f"{c['postprocess']['min_lesion_pixels']} voxels (spacing unknown) or "
+            f"{c['postprocess']['min_lesion_mm3']} mm³ (spacing known) removed, holes filled.\n"
+            f"- Training: {t.get('steps')} steps of {t.get('batch_size')} samples ({t.get('crop_size')} px crops), "
+            f"{t.get('optimizer')}, {t.get('loss')}, {len(t.get('train_patients', []))} patients, "
+            f"{t.get('device')}, {_fmt((t.get('duration_s') or 0) / 60, 1)} min on a 2-core CPU, seed {t.get('seed')}.\n"
+            f"- Augmentation: {t.get('augmentation')}.\n")
+
+
+CARD = """# Model card: ICH segmentation models
+
+**Intended use: research and education — a second look and a volume estimate. Not a medical device,
+not for diagnosis or treatment decisions.** Outputs must be checked by a qualified reader.
+
+## Data
+PhysioNet ct-ich (Hssayeni et al., Data 5(1):14, 2020; CC BY 4.0): 60 traumatic-brain-injury patients,
+one scanner, 5 mm slices, 2,289 axial slices exported as 512x512 PNG in the brain window (L40/W120),
+hemorrhage masks by two radiologists (all subtypes merged). 29 patients have hemorrhage, 31 none;
+11% of slices contain blood. In-plane pixel spacing is not recorded in this copy.
+
+## Cross-validation (5 folds, split by patient, stratified by has-hemorrhage)
+Each fold trains on the other four folds (20% of those patients held out for early stopping and for
+choosing the threshold and minimum lesion size by per-patient Dice), then the held-out patients'
+slices are stacked into volumes and segmented by the same pipeline the CLI and the web service use.
+Dice is 3D per patient on the 512x512 grid, averaged over hemorrhage patients; relative volume
+difference is |V_pred - V_true| / V_true in voxels; a false-positive patient is a lesion-free patient
+with any predicted lesion after postprocessing.
+
+{table}
+
+Reproduce: `python -m training.evaluate --model unet --folds 5 --out reports/` (and `--model two-branch`).
+Per-patient results and figures: `reports/NAME_cv.json`, `reports/NAME_dice.png`, `NAME_volume.png`, `NAME_pr.png`.
+
+## Shipped weights
+Trained on all 60 patients with the settings above; threshold and minimum lesion size are the median
+of the five folds' validation choices. Serving uses an ONNX export of the same weights
+(`python -m model export-onnx`, checked to agree with Keras to 1e-4).
+
+{models}
+## Known limitations and failure modes
+- One scanner and one population (trauma); other scanners, children, post-operative heads, contrast
+  studies and non-axial reconstructions were not evaluated.
+- Small and thin bleeds (thin subdural/epidural rims, small contusions, subarachnoid blood) are missed
+  more often than large parenchymal bleeds; volumes of small lesions are unreliable.
+- Calcifications, streak artefacts near the skull base and bright skull edges can produce false positives.
+- PNG/JPG inputs exported with a very different window than L40/W120 degrade accuracy (training
+  augments contrast and gamma to reduce this); prefer NIfTI or DICOM in Hounsfield units.
+- The minimum lesion size in mm³ applies when spacing is known; it was set to about the voxel count
+  chosen by cross-validation times a typical 0.45 x 0.45 x 5 mm voxel (≈1 mm³).
+- Volumes need real spacing: with PNG/JPG and no user spacing, `volume_ml` is null.
+"""
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--weights", default="model/weights", type=Path)
+    ap.add_argument("--reports", default="reports", type=Path)
+    args = ap.parse_args(argv)
+    table = cv_table(args.reports)
+    args.reports.mkdir(parents=True, exist_ok=True)
+    (args.reports / "cv_table.md").write_text(table + "\n")
+    models = "\n".join(model_section(args.weights, n) for n in NAMES)
+    (args.weights / "MODEL_CARD.md").write_text(CARD.format(table=table, models=models))
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
