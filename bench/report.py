@@ -86,7 +86,9 @@ def render(results: dict) -> str:
            f"{_get(results, 'gflops', 'best')} GFLOP/s; load at start {machine.get('load_average_at_start')}",
            f"model: {floors.get('model')} ({floors.get('runtime')}), {floors.get('flops_per_slice', 0) / 1e9:.2f} "
            f"GFLOP/slice ({floors.get('flops_source')}); floor slice {floors.get('slice_floor_ms')} ms, "
-           f"volume (x{floors.get('volume_slices')}) {floors.get('volume_floor_ms')} ms", ""]
+           f"volume (x{floors.get('volume_slices')}) {floors.get('volume_floor_ms')} ms; weights "
+           + ("with cv metrics (trained)" if floors.get("has_cv_metrics") else
+              "WITHOUT cv metrics (untrained/test weights?)"), ""]
     out.append(table([["target", "goal", "measured", "result"]]
                      + [[r["name"], r["target"], r["shown"], verdict(r["pass"])] for r in results["checks"]]))
     rows = [["", "ours (ONNX)", "baseline (Keras)", "ratio"]]
@@ -96,6 +98,10 @@ def render(results: dict) -> str:
         a, b = _get(ours, *keys), _get(base, *keys)
         rows.append([label, _ms(a), _ms(b), _ms(ratio(b, a))])
     out += ["", table(rows)]
+    light = _get(ours, "volume_no_slice_overlays", "median_ms")
+    if light is not None:
+        out.append(f"\nvolume without per-slice overlays (slice_overlays=0): median {light:g} ms "
+                   f"(n={_get(ours, 'volume_no_slice_overlays', 'n')})")
     tp = ours.get("throughput")
     if tp:
         out.append(f"\nthroughput, {tp['clients']} clients, slice PNG only, {tp['duration_s']} s: "
@@ -112,4 +118,12 @@ def render(results: dict) -> str:
         if stages:
             out.append("volume stages (in-process, ms): " + ", ".join(f"{k} {v:g}" for k, v in stages.items())
                        + f"; rendering CLI outputs {_get(cli, 'inproc', 'volume', 'render_outputs_median_ms')}")
+            floor = floors.get("volume_floor_ms")
+            if floor and stages.get("predict"):
+                out.append(f"predict stage = {stages['predict'] / floor:.2f} x the volume floor; the "
+                           f"rest of the pipeline {stages['total'] - stages['predict']:.0f} ms")
+            outside = _get(ours, "volume", "median_ms"), _get(ours, "volume", "pipeline_median_ms")
+            if None not in outside:
+                out.append(f"service volume request outside the pipeline (rendering, base64/JSON, "
+                           f"HTTP): {outside[0] - outside[1]:.0f} ms (median e2e - median pipeline)")
     return "\n".join(out)

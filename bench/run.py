@@ -115,6 +115,9 @@ def run(args) -> dict:
     log("sgemm GFLOP/s ...")
     results["gflops"] = machine_gflops(repeats=3 if args.quick else 5)
     results["floors"] = model_floors(weights_dir, results["gflops"]["best"])
+    if results["floors"]["runtime"] != "onnx":
+        log(f"warning: no up-to-date {results['floors']['model']}.onnx in {weights_dir}: the service "
+            "will run Keras/TensorFlow, not ONNX Runtime; run `python -m model export-onnx` first")
     env = {"ICH_MODEL_DIR": str(weights_dir)}
     with tempfile.TemporaryDirectory(prefix="ich-bench-") as tmp:
         work = Path(tmp)
@@ -127,9 +130,13 @@ def run(args) -> dict:
         results["cli"] = measure_cli(inputs, weights_dir, work, plan)
         if not args.no_baseline:
             log("baseline (gunicorn, TensorFlow Keras model.predict) ...")
-            results["baseline"] = measure_server("bench.baseline:create_app()", env, inputs["files"],
-                                                 plan, work / "baseline.log", with_throughput=False,
-                                                 progress=log)
+            try:
+                results["baseline"] = measure_server("bench.baseline:create_app()", env,
+                                                     inputs["files"], plan, work / "baseline.log",
+                                                     with_extras=False, progress=log)
+            except BenchError as exc:   # keep the service's numbers; the comparison is n/a
+                log(f"error: baseline: {exc}")
+                results["baseline"] = {"error": str(exc)}
     results["machine"]["load_average_at_end"] = load_average()
     results["checks"] = checks(results)
     return results

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .client import Reply, post_files
@@ -105,14 +105,34 @@ def throughput(port: int, files: list, plan: Plan) -> dict:
             "requests_per_s": round(len(samples) / elapsed, 2), "latency": summarize_s(samples)}
 
 
+def memory(server: Server, poller: RssPoller) -> dict:
+    """Peak worker RSS (MB): the polled maximum, or the kernel's high-water mark (VmHWM) when
+    that is higher, plus the RSS right now."""
+    hwm = worker_hwm_mb(server)
+    return {"peak_rss_polled_mb": round(poller.peak_mb, 1), "peak_rss_hwm_mb": hwm,
+            "peak_rss_mb": round(max(poller.peak_mb, hwm or 0.0), 1), "rss_samples": poller.samples,
+            "rss_after_requests_mb": worker_rss_mb(server)}
+
+
+def extras(server: Server, inputs: dict, plan: Plan, progress) -> dict:
+    """Our service only: the volume without per-slice overlays, and throughput (slice only)."""
+    light = replace(plan, requests=max(2, plan.requests // 3), warmup=0,
+                    fields={**plan.fields, "slice_overlays": "0"})
+    out = {"volume_no_slice_overlays": latency(server.port, inputs["volume"], light)}
+    progress(f"  volume, slice_overlays=0: median {out['volume_no_slice_overlays']['median_ms']} ms")
+    with RssPoller(server) as poller:
+        out["throughput"] = throughput(server.port, inputs["slice"], plan)
+    out["throughput"].update(worker_pids_seen=len(poller.pids), peak_rss_mb=round(poller.peak_mb, 1))
+    progress(f"  throughput {out['throughput']['requests_per_s']} req/s")
+    return out
+
+
 def measure_server(app: str, env: dict, inputs: dict, plan: Plan, log_path: Path,
-                   with_throughput: bool = True, progress=print) -> dict:
-    """Cold start, slice and volume latency, peak worker RSS and (optionally) throughput.
+                   with_extras: bool = True, progress=print) -> dict:
+    """Cold start, slice and volume latency, peak worker RSS and (``with_extras``) throughput.
 
-    The peak RSS covers the worker's whole life up to the end of the volume requests (start-up,
-    slice and volume requests): the polled maximum (every 20 ms) or VmHWM, whichever is higher.
-
-    inputs: {"slice": [(name, bytes)], "volume": [(name, bytes)]} as multipart files.
+    The peak RSS covers the worker's life up to the end of the volume requests (start-up, slice
+    and volume requests). inputs: {"slice": [(name, bytes)], "volume": [(name, bytes)]}.
     """
     server = Server(app, env, log_path)
     result: dict = {"app": app}
@@ -125,18 +145,9 @@ def measure_server(app: str, env: dict, inputs: dict, plan: Plan, log_path: Path
             progress(f"  slice  median {result['slice']['median_ms']} ms")
             result["volume"] = latency(server.port, inputs["volume"], plan)
             progress(f"  volume median {result['volume']['median_ms']} ms")
-        # peak: the polled maximum, or the kernel's high-water mark when that is higher
-        result["peak_rss_polled_mb"] = round(poller.peak_mb, 1)
-        result["peak_rss_hwm_mb"] = worker_hwm_mb(server)
-        result["peak_rss_mb"] = round(max(poller.peak_mb, result["peak_rss_hwm_mb"] or 0.0), 1)
-        result["rss_samples"] = poller.samples
-        result["rss_after_requests_mb"] = worker_rss_mb(server)
-        if with_throughput:
-            with RssPoller(server) as poller:
-                result["throughput"] = throughput(server.port, inputs["slice"], plan)
-            result["throughput"]["worker_pids_seen"] = len(poller.pids)
-            result["throughput"]["peak_rss_mb"] = round(poller.peak_mb, 1)
-            progress(f"  throughput {result['throughput']['requests_per_s']} req/s")
+        result.update(memory(server, poller))
+        if with_extras:
+            result.update(extras(server, inputs, plan, progress))
     finally:
         server.stop()
     return result

@@ -94,13 +94,21 @@ def stop_server(process: subprocess.Popen) -> None:
 
 
 def master_pid_on(port: int) -> int | None:
-    """PID of the process listening on 127.0.0.1:``port`` (own processes only), if found."""
+    """PID of the gunicorn master listening on ``port`` (psutil may report a worker, which
+    shares the socket: then its gunicorn parent is the master)."""
     try:
-        for conn in psutil.net_connections(kind="tcp"):
-            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
-                return conn.pid
+        pids = [c.pid for c in psutil.net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid]
     except psutil.AccessDenied:
-        pass
+        return None
+    for pid in pids:
+        try:
+            parent = psutil.Process(pid).parent()
+            if parent is not None and "gunicorn" in " ".join(parent.cmdline()):
+                return parent.pid
+            return pid
+        except psutil.Error:
+            continue
     return None
 
 

@@ -192,3 +192,20 @@ def test_web_names_an_empty_file(client):
 def test_web_quotes_an_unsafe_zip_member_verbatim(client):
     outcome = run_web(client, _case("zip_path_traversal"))
     assert "../../etc/cron.d/x.dcm" in outcome.message
+
+
+def test_loadtest_request_mix_gets_the_statuses_it_expects(client):
+    """scripts/loadtest.py counts a reply as unexpected when its status differs from these."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from loadtest import loopback_target
+    from loadtest_inputs import multipart, request_kinds
+
+    for kind in request_kinds():
+        content_type, body = multipart(kind["files"], kind["fields"])
+        response = client.post("/segment", data=body, content_type=content_type)
+        assert response.status_code == kind["expect"], (kind["kind"], response.get_json())
+    assert loopback_target("http://127.0.0.1:8000") == ("127.0.0.1", 8000)
+    with pytest.raises(SystemExit, match="refusing"):
+        loopback_target("http://10.1.2.3:8000")

@@ -13,8 +13,6 @@ import functools
 import gzip
 import io
 import logging
-import os
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -28,7 +26,8 @@ from PIL import Image, PngImagePlugin
 from app import create_app
 from conftest import CentreChannelPredictor
 from model.pipeline import Segmenter
-from synthetic import ct_phantom, make_dicom_series, make_nifti, make_zip
+from synthetic import ct_phantom, make_dicom_series, make_zip
+from writetrace import trace_writes
 
 PATIENT = {"PatientName": "SECRET^MARKER", "PatientID": "PIDMARKER4242",
            "PatientBirthDate": "19230405"}
@@ -36,38 +35,6 @@ PATIENT_WORDS = (b"MARKER", b"PIDMARKER4242", b"19230405")
 FILE_MARKER = "FNAMEMARK93"        # in uploaded file names
 CONTENT_MARKER = "CONTENTMARK57"   # inside uploaded file contents
 ALL_WORDS = PATIENT_WORDS + (FILE_MARKER.encode(), CONTENT_MARKER.encode())
-WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-WRITE_EVENTS = {"tempfile.mkstemp", "tempfile.mkdtemp", "os.mkdir", "os.rename", "os.replace",
-                "shutil.copyfile", "os.link", "os.symlink", "os.truncate"}
-_TRACE: list = []       # while a list is appended here, writes are recorded into it
-
-
-def _audit(event: str, args: tuple) -> None:
-    if not _TRACE:
-        return
-    if event == "open":
-        path, mode, flags = (tuple(args) + (None, None))[:3]
-        writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or \
-            (isinstance(flags, int) and flags & WRITE_FLAGS)
-        if writing:
-            _TRACE[-1].append(("open", str(path)))
-    elif event in WRITE_EVENTS:
-        _TRACE[-1].append((event, str(args[0]) if args else ""))
-
-
-sys.addaudithook(_audit)   # permanent for the process, inert unless _TRACE is non-empty
-
-
-class trace_writes:
-    """Context manager collecting every file-system write made inside it."""
-
-    def __enter__(self) -> list:
-        self.writes: list = []
-        _TRACE.append(self.writes)
-        return self.writes
-
-    def __exit__(self, *exc) -> None:
-        _TRACE.pop()
 
 
 # ---------- uploads ----------

@@ -21,7 +21,8 @@ from .data import load_dataset, load_patient_png, read_index, split_validation, 
 from .metrics import dice, iou, relative_volume_difference, slice_detection, summarize
 
 
-def train_folds(name: str, data: Path, folds: list[list[str]], runs: Path, seed: int) -> None:
+def train_folds(name: str, data: Path, folds: list[list[str]], runs: Path, seed: int,
+                only: set[int] | None = None) -> None:
     from .train import train_model
 
     config = model_config(name)
@@ -29,6 +30,8 @@ def train_folds(name: str, data: Path, folds: list[list[str]], runs: Path, seed:
     positive = {pid for pid, p in patients.items() if p.has_lesion}
     for i, test in enumerate(folds):
         fold_dir = runs / "cv" / name / f"fold{i}"
+        if only is not None and i not in only:
+            continue
         if (fold_dir / f"{name}.json").exists():
             print(f"fold {i}: trained already ({fold_dir})")
             continue
@@ -98,13 +101,16 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--weights", default="model/weights", type=Path,
                     help="shipped weights dir whose NAME.json receives the CV choice and metrics")
-    ap.add_argument("--train-only", action="store_true")
+    ap.add_argument("--train-only", action="store_true", help="train the folds, do not evaluate")
+    ap.add_argument("--only-folds", default=None,
+                    help="comma-separated fold numbers to train (lets folds train in parallel processes)")
     args = ap.parse_args(argv)
     name = args.model.replace("-", "_")
     index = read_index(args.data)
     positive = {pid for pid, rows in index.items() if any(int(r["mask_pixels"]) > 0 for r in rows)}
     folds = stratified_folds(list(index), positive, args.folds, args.seed)
-    train_folds(name, args.data, folds, args.runs, args.seed)
+    only = {int(f) for f in args.only_folds.split(",")} if args.only_folds else None
+    train_folds(name, args.data, folds, args.runs, args.seed, only)
     if args.train_only:
         return
     result = evaluate_folds(name, args.data, folds, args.runs)
