@@ -12,7 +12,9 @@ threads send, for --duration seconds, a mix of valid uploads (a 256x256 PNG slic
 128x128x16 NIfTI volume) and invalid ones (truncated PNG, text named .nii, GIF, a header
 claiming 2048^3 voxels, unknown model, bad spacing, no file), each with its expected status.
 A probe thread times GET /health every 5 s. Worker RSS (sum over the master's child
-processes, psutil) is sampled every 2 s. Only the standard library and psutil are used.
+processes, psutil) is sampled every 2 s. Only the standard library and psutil are used;
+the request mix is made in ``loadtest_inputs.py``. Exit status 0 when the run completed (read
+the figures: 503s mean the server was busy or had no model), 1 on setup errors.
 """
 from __future__ import annotations
 
@@ -341,9 +343,13 @@ def main(argv=None) -> int:
             stop_server(process)
     if log_path is not None:
         log = log_path.read_text(errors="replace")
-        summary["server_log"] = {"path": str(log_path), "worker_timeouts": log.count("WORKER TIMEOUT"),
+        summary["server_log"] = {"path": str(log_path), "worker_boots": log.count("Booting worker"),
+                                 "boots_without_models": log.count("service ready: models=[]"),
+                                 "worker_timeouts": log.count("WORKER TIMEOUT"),
                                  "tracebacks": log.count("Traceback")}
     print_table(summary)
+    if "server_log" in summary:
+        print(f"server log: {summary['server_log']}")
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2) + "\n")
         print(f"wrote {args.out}")

@@ -144,6 +144,7 @@ def run_cli(case, workdir: Path, segmenter) -> Optional[Outcome]:
         message = ("warnings: " + " / ".join(warnings)) if warnings else "ok"
     else:
         message = err_lines[-1] if err_lines else ""
+        message = message.replace(str(workdir / "in") + os.sep, "")   # inputs by their own name
     return Outcome(code, _one_line(message), stderr.getvalue() + stdout.getvalue(),
                    report=report, outputs=outputs)
 
@@ -153,8 +154,9 @@ def _cell(text: str, limit: int = 220) -> str:
     return text.replace("|", "\\|")
 
 
-def markdown_table(rows: list[tuple]) -> str:
-    """rows: (case, web Outcome, cli Outcome | None) -> the docs/bad_inputs.md text."""
+def markdown_table(rows: list[tuple], temp_root: str = "\0") -> str:
+    """rows: (case, web Outcome, cli Outcome | None) -> the docs/bad_inputs.md text
+    (``temp_root``, the run's temporary folder, is written as $TMP)."""
     lines = [
         "# Bad and hostile inputs",
         "",
@@ -170,9 +172,9 @@ def markdown_table(rows: list[tuple]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for case, web, cli in rows:
+        cli_text = "(no CLI equivalent)" if cli is None else cli.message.replace(temp_root, "$TMP")
         lines.append(f"| `{case.name}` | {_cell(case.what)} | {web.code} | {_cell(web.message)} "
-                     f"| {'—' if cli is None else cli.code} "
-                     f"| {'(no CLI equivalent)' if cli is None else _cell(cli.message)} |")
+                     f"| {'—' if cli is None else cli.code} | {_cell(cli_text)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -198,7 +200,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             cli = run_cli(case, Path(tmp) / "cli" / case.name, app.config["SEGMENTER"])
             rows.append((case, web, cli))
             print(f"{case.name:32s} {web.code} {'-' if cli is None else cli.code}", flush=True)
-    args.out.write_text(markdown_table(rows))
+        args.out.write_text(markdown_table(rows, tmp))
     print(f"wrote {args.out} ({len(rows)} cases)")
     return 0
 

@@ -25,7 +25,7 @@ MODELS = {
 TRAINING = {
     # Trained on 128x128 crops of the 224x224 grid (see BalancedSampler.crop_window).
     "unet": {"steps": 1800, "batch_size": 16, "learning_rate": 2e-3, "val_every": 300, "crop_size": 128},
-    "two_branch": {"steps": 1200, "batch_size": 16, "learning_rate": 2e-3, "val_every": 300, "crop_size": 128},
+    "two_branch": {"steps": 600, "batch_size": 16, "learning_rate": 2e-3, "val_every": 300, "crop_size": 128},
 }
 
 
