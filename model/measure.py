@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
-from .postprocess import label_components
+from .postprocess import Components, label_components
 
 MM3_PER_ML = 1000.0
 SPACING_HINT = ("pass it with --spacing ROW_MM COL_MM SLICE_MM (CLI) or the 'spacing' field "
@@ -43,21 +43,28 @@ def voxel_volume_mm3(spacing_mm: Optional[tuple[float, float, float]]) -> Option
     return float(np.prod(np.asarray(spacing_mm, dtype=np.float64)))
 
 
-def lesion_table(mask: np.ndarray, spacing_mm) -> tuple[list[dict], np.ndarray]:
-    """3D connected lesions of a (Z, Y, X) mask, largest first, ids 1..n; also the label array.
+def lesion_table(mask: np.ndarray, spacing_mm, components: Optional[Components] = None
+                 ) -> tuple[list[dict], Optional[Components]]:
+    """3D connected lesions of a (Z, Y, X) mask, largest first, ids 1..n; also its components
+    (None when there is no lesion).
 
-    Each lesion: id, voxels, volume_ml (None without spacing), slices [z_first, z_last],
-    centroid_zyx (voxel coordinates).
+    Each lesion: id, label (its number in the components), voxels, volume_ml (None without
+    spacing), slices [z_first, z_last], centroid_zyx (voxel coordinates of the volume).
+    components: those of this very mask (``postprocess.clean_and_label``) to skip labelling.
     """
-    labels, count = label_components(mask)
-    if count == 0:
-        return [], labels
-    coords = np.nonzero(labels)
-    owner = labels[coords]
+    if components is None:
+        components = label_components(mask)
+    if components is None or components.count == 0:
+        return [], None
+    count, labels = components.count, components.labels
+    local = np.nonzero(labels)
+    owner = labels[local]
+    coords = [axis + offset for axis, offset in zip(local, components.offsets())]  # volume voxels
     sizes = np.bincount(owner, minlength=count + 1)[1:]
     centroids = np.stack([np.bincount(owner, weights=axis, minlength=count + 1)[1:] / sizes
                           for axis in coords], axis=1)
     boxes = ndimage.find_objects(labels)
+    z0 = components.offsets()[0]
     voxel_mm3 = voxel_volume_mm3(spacing_mm)
     lesions = []
     for label in np.argsort(-sizes, kind="stable"):
@@ -65,12 +72,12 @@ def lesion_table(mask: np.ndarray, spacing_mm) -> tuple[list[dict], np.ndarray]:
             "label": int(label + 1),
             "voxels": int(sizes[label]),
             "volume_ml": None if voxel_mm3 is None else round(sizes[label] * voxel_mm3 / MM3_PER_ML, 4),
-            "slices": [int(boxes[label][0].start), int(boxes[label][0].stop - 1)],
+            "slices": [z0 + int(boxes[label][0].start), z0 + int(boxes[label][0].stop - 1)],
             "centroid_zyx": [round(float(c), 2) for c in centroids[label]],
         })
     for rank, lesion in enumerate(lesions, start=1):
         lesion["id"] = rank
-    return lesions, labels
+    return lesions, components
 
 
 def pixel_corners_mm(region: np.ndarray, pixel_spacing_mm: tuple[float, float]) -> np.ndarray:
@@ -128,23 +135,28 @@ def spacing_warning(pixel_spacing_mm, slice_thickness_mm) -> Optional[str]:
 
 
 def measure(mask: np.ndarray, pixel_spacing_mm: Optional[tuple[float, float]] = None,
-            slice_thickness_mm: Optional[float] = None) -> Measurements:
-    """Measure a (Z, Y, X) 0/1 mask. Spacing arguments in mm; None when unknown."""
-    mask = np.asarray(mask).astype(bool)
+            slice_thickness_mm: Optional[float] = None,
+            components: Optional[Components] = None) -> Measurements:
+    """Measure a (Z, Y, X) 0/1 mask. Spacing arguments in mm; None when unknown.
+
+    components: those of this very mask from ``postprocess.clean_and_label``, so that it is
+    not labelled twice; None = label it here (nothing to label when it is empty).
+    """
+    mask = np.asarray(mask)
     spacing = None
     if pixel_spacing_mm is not None and slice_thickness_mm is not None:
         spacing = (float(slice_thickness_mm), *map(float, pixel_spacing_mm))
-    areas = mask.reshape(mask.shape[0], -1).sum(axis=1).astype(int)
+    areas = np.count_nonzero(mask.reshape(mask.shape[0], -1), axis=1).astype(int)
     areas_mm2 = None
     if pixel_spacing_mm is not None:
         pixel_mm2 = float(pixel_spacing_mm[0]) * float(pixel_spacing_mm[1])
         areas_mm2 = [round(int(a) * pixel_mm2, 3) for a in areas]
-    lesions, labels = lesion_table(mask, spacing)
     voxels = int(areas.sum())
+    lesions, components = lesion_table(mask, spacing, components) if voxels else ([], None)
     volume = None if spacing is None else voxels * voxel_volume_mm3(spacing) / MM3_PER_ML
     abc2, axes = None, None
     if spacing is not None and lesions:
-        abc2, axes = abc_over_2(labels == lesions[0]["label"], spacing)
+        abc2, axes = abc_over_2(components.lesion_mask(lesions[0]["label"], mask.shape), spacing)
     for lesion in lesions:
         del lesion["label"]
     warnings = [] if spacing is not None else [spacing_warning(pixel_spacing_mm, slice_thickness_mm)]

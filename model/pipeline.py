@@ -17,7 +17,7 @@ import numpy as np
 from . import config as cfg
 from .errors import InputError, PipelineError
 from .measure import measure, voxel_volume_mm3
-from .postprocess import binarize, clean_mask
+from .postprocess import binarize, clean_and_label
 from .preprocess import Window, model_input, resize_back, to_unit_range
 from .readers import input_stem, read_sources
 from .readers.geometry import file_layout_xyz
@@ -25,7 +25,7 @@ from .result import SegmentationResult
 from .runtime import Predictor, load_predictor
 from .types import CTImage, Limits
 
-CHUNK_SLICES = 16  # slices preprocessed and resized back at a time (bounds the memory used)
+CHUNK_SLICES = 4   # slices preprocessed and resized back at a time (bounds the memory used)
 MAX_SPACING_MM = 100.0
 
 
@@ -203,9 +203,13 @@ class Segmenter:
         image, warnings = apply_spacing(image, spacing)
         binary = infer_mask(predictor, image, timings)
         with stage("postprocess", timings):
-            mask = clean_mask(binary, predictor.config["postprocess"], voxel_volume_mm3(image.spacing_mm))
+            mask, components = clean_and_label(binary, predictor.config["postprocess"],
+                                               voxel_volume_mm3(image.spacing_mm))
+            del binary
         with stage("measure", timings):
-            measurements = measure(mask, image.pixel_spacing_mm, image.slice_thickness_mm)
+            measurements = measure(mask, image.pixel_spacing_mm, image.slice_thickness_mm,
+                                   components=components)
+            del components                     # the labels: freed before rendering
         timings["total"] = (time.perf_counter() - started) * 1000.0
         return SegmentationResult(name=name, image=image, mask=mask, config=predictor.config,
                                   runtime=predictor.runtime, measurements=measurements,

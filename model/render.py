@@ -13,12 +13,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from .postprocess import bounding_box
 from .preprocess import Window
 
-FILL_RGB = np.array([255, 0, 0], dtype=np.float32)
 CONTOUR_RGB = np.array([255, 64, 64], dtype=np.uint8)
-ALPHA = 0.4
+ALPHA_FIFTHS = 2           # fill opacity in fifths (integer arithmetic in overlay_rgb)
+ALPHA = ALPHA_FIFTHS / 5   # = 0.4
 MONTAGE_MAX_TILES = 16
+SLICE_COMPRESS_LEVEL = 1   # per-slice viewer PNGs: fast zlib level (larger, same pixels)
 
 
 def display_grey(array: np.ndarray, intensity: str, window: Window) -> np.ndarray:
@@ -35,12 +37,24 @@ def contour(mask2d: np.ndarray) -> np.ndarray:
 
 
 def overlay_rgb(grey2d: np.ndarray, mask2d: np.ndarray) -> np.ndarray:
-    """(Y, X) uint8 grey + (Y, X) mask -> (Y, X, 3) uint8 RGB with red fill and contour."""
-    rgb = np.repeat(np.asarray(grey2d, dtype=np.float32)[..., None], 3, axis=2)
+    """(Y, X) uint8 grey + (Y, X) mask -> (Y, X, 3) uint8 RGB with red fill and contour.
+
+    Fill: round((1 - ALPHA) * g + ALPHA * (255, 0, 0)) per channel for grey value g, in
+    integers and only inside the mask's bounding box. With ALPHA = a / 5 the exact value is
+    n / 5 for an integer n, never halfway between integers, so (2 n + 5) // 10 rounds it.
+    """
+    keep = 5 - ALPHA_FIFTHS
+    grey = np.asarray(grey2d, dtype=np.uint8)
+    out = np.repeat(grey[..., None], 3, axis=2)
     inside = np.asarray(mask2d, dtype=bool)
-    rgb[inside] = (1.0 - ALPHA) * rgb[inside] + ALPHA * FILL_RGB
-    out = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
-    out[contour(inside)] = CONTOUR_RGB
+    box = bounding_box(inside)
+    if box is None:
+        return out
+    inside, sub = inside[box], out[box]           # sub is a view into out
+    kept = grey[box][inside].astype(np.uint16) * (2 * keep)
+    sub[inside, 0] = (kept + (2 * 255 * ALPHA_FIFTHS + 5)) // 10
+    sub[inside, 1] = sub[inside, 2] = (kept + 5) // 10
+    sub[contour(inside)] = CONTOUR_RGB            # outside the box is background: same contour
     return out
 
 
@@ -53,15 +67,28 @@ def fit(image: Image.Image, max_size: Optional[int]) -> Image.Image:
     return image.resize(size, Image.BILINEAR)
 
 
-def to_png(image: Image.Image) -> bytes:
+def to_png(image: Image.Image, compress_level: int = 6) -> bytes:
+    """PNG bytes of ``image`` (zlib ``compress_level`` 0-9: 1 is fast, 6 smaller)."""
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False, compress_level=6)
+    image.save(buffer, format="PNG", optimize=False, compress_level=compress_level)
     return buffer.getvalue()
 
 
-def overlay_png(grey2d: np.ndarray, mask2d: np.ndarray, max_size: Optional[int] = None) -> bytes:
-    """PNG bytes of one slice's overlay, downscaled to ``max_size`` when given."""
-    return to_png(fit(Image.fromarray(overlay_rgb(grey2d, mask2d), mode="RGB"), max_size))
+def overlay_png(grey2d: np.ndarray, mask2d: np.ndarray, max_size: Optional[int] = None,
+                compress_level: int = 6) -> bytes:
+    """RGB PNG bytes of one slice's overlay, downscaled to ``max_size`` when given."""
+    return to_png(fit(Image.fromarray(overlay_rgb(grey2d, mask2d), mode="RGB"), max_size),
+                  compress_level)
+
+
+def slice_png(grey2d: np.ndarray, mask2d: np.ndarray, max_size: Optional[int] = None) -> bytes:
+    """Fast PNG of one slice for the per-slice viewer: the overlay (RGB), or for a slice
+    without lesion the plain grey image ("L" PNG: the same pixels as its RGB overlay);
+    zlib level 1."""
+    if not np.any(mask2d):
+        grey = np.asarray(grey2d, dtype=np.uint8)
+        return to_png(fit(Image.fromarray(grey, mode="L"), max_size), SLICE_COMPRESS_LEVEL)
+    return overlay_png(grey2d, mask2d, max_size, SLICE_COMPRESS_LEVEL)
 
 
 def montage_slices(slices_with_lesion: Sequence[int], key_slice: int,

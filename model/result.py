@@ -17,6 +17,7 @@ from .preprocess import Window
 from .types import CTImage
 
 MAX_LISTED_LESIONS = 100  # report lists the largest lesions; lesion_count counts all
+MASK_GZIP_LEVEL = 1       # .mask.nii.gz: mostly zeros, level 1 is ~as small and much faster
 
 
 def _rendering(method):
@@ -97,10 +98,23 @@ class SegmentationResult:
             buffer = io.BytesIO()
             Image.fromarray((self.mask[0] * 255).astype(np.uint8), mode="L").save(buffer, format="PNG")
             return ".mask.png", buffer.getvalue()
-        return ".mask.nii.gz", gzip.compress(self._nifti().to_bytes(), compresslevel=6, mtime=0)
+        return ".mask.nii.gz", self._nifti_gz()
+
+    def _nifti_gz(self) -> bytes:
+        """The mask NIfTI gzipped at level 1 (mostly zeros: fast and small), streamed by
+        nibabel slab by slab into the compressor (no full-size copy of the file)."""
+        buffer = io.BytesIO()
+        nifti = self._nifti()
+        with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=MASK_GZIP_LEVEL,
+                           mtime=0) as stream:
+            nifti.to_file_map(nifti.make_file_map({"image": stream}))
+        return buffer.getvalue()
 
     def _nifti(self):
-        """Mask as a Nifti1Image in the input file's layout (default: (X, Y, Z) with a spacing affine)."""
+        """Mask as a Nifti1Image in the input file's layout (default: (X, Y, Z) with a spacing affine).
+
+        The voxel array may be a view of ``self.mask`` (nibabel writes it in file order).
+        """
         import nibabel as nib
 
         if self.image.to_file_layout is not None:
@@ -111,7 +125,7 @@ class SegmentationResult:
         if affine is None:
             slice_mm, row_mm, col_mm = self.image.spacing_mm or (1.0, 1.0, 1.0)
             affine = np.diag([col_mm, row_mm, slice_mm, 1.0])
-        nifti = nib.Nifti1Image(np.ascontiguousarray(data, dtype=np.uint8), np.asarray(affine, float))
+        nifti = nib.Nifti1Image(np.asarray(data, dtype=np.uint8), np.asarray(affine, float))
         nifti.header.set_data_dtype(np.uint8)
         nifti.header.set_xyzt_units("mm")
         code = 1 if self.image.affine is not None else 0
@@ -132,8 +146,9 @@ class SegmentationResult:
 
     @_rendering
     def slice_overlays_png(self, max_size: int = 512) -> list[bytes]:
-        """One overlay PNG per slice, z = 0..Z-1, longer side at most ``max_size`` pixels."""
-        return [render.overlay_png(self._grey(z), self.mask[z], max_size)
+        """One overlay PNG per slice, z = 0..Z-1, longer side at most ``max_size`` pixels
+        (fast zlib level; a slice without lesion is a grey PNG of the same pixels)."""
+        return [render.slice_png(self._grey(z), self.mask[z], max_size)
                 for z in range(self.mask.shape[0])]
 
     @_rendering

@@ -213,7 +213,8 @@ def memory_summary(samples: list, first_minute_s: float) -> dict:
     return {"available": True, "before_mb": mb(before), "after_first_minute_mb": mb(after_first),
             "end_mb": mb(end), "peak_mb": mb(max(r for _, r in usable)),
             "growth_after_first_minute_pct": round((end - after_first) / after_first * 100, 1),
-            "worker_pids_seen": len(pids)}
+            "worker_pids_seen": len(pids),
+            "series_mb": [[round(t), mb(rss)] for i, (t, rss) in enumerate(usable) if i % 5 == 0]}
 
 
 def summarise(results, health, samples, wall_s, args) -> dict:

@@ -4,7 +4,9 @@ import math
 import numpy as np
 import pytest
 
+from model import postprocess
 from model.measure import diameters_mm, measure
+from model.postprocess import clean_and_label
 from tests.conftest import blob_volume
 
 
@@ -74,3 +76,35 @@ def test_lesions_sorted_by_size_with_count_and_key_slice():
 def test_empty_mask():
     m = measure(np.zeros((3, 8, 8), np.uint8), (1.0, 1.0), 1.0)
     assert m.volume_ml == 0.0 and m.lesions == [] and m.abc2_ml is None and m.key_slice == 1
+
+
+def test_components_passed_through_give_the_same_measurements():
+    rng = np.random.default_rng(3)
+    settings = {"fill_holes": True, "min_lesion_pixels": 3}
+    for _ in range(20):
+        binary = rng.random((5, 30, 40)) < rng.choice([0.02, 0.1, 0.4])
+        binary[:, :2] = False                       # lesions away from the origin: box offsets
+        mask, components = clean_and_label(binary, settings, None)
+        for spacing in [((0.5, 0.7), 3.0), (None, None)]:
+            once = measure(mask, *spacing, components=components)
+            again = measure(mask, *spacing)         # labels the mask itself
+            assert once == again
+
+
+def test_equal_sized_lesions_keep_their_order():
+    mask = np.zeros((3, 20, 20), np.uint8)
+    for y, x in [(15, 2), (2, 15), (8, 8), (2, 2)]:  # four 2x2x1 lesions, same size
+        mask[1, y:y + 2, x:x + 2] = 1
+    _, components = clean_and_label(mask, {"fill_holes": False, "min_lesion_pixels": 0}, None)
+    table = measure(mask, (1.0, 1.0), 1.0, components=components).lesions
+    assert table == measure(mask, (1.0, 1.0), 1.0).lesions
+    assert [l["centroid_zyx"][1:] for l in table] == [[2.5, 2.5], [2.5, 15.5], [8.5, 8.5], [15.5, 2.5]]
+
+
+def test_empty_mask_is_not_labelled(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("an empty mask must not be labelled")
+
+    monkeypatch.setattr(postprocess.ndimage, "label", fail)
+    m = measure(np.zeros((4, 8, 8), np.uint8), (1.0, 1.0), 1.0)
+    assert m.lesions == [] and m.lesion_voxels == 0 and m.key_slice == 2

@@ -2,8 +2,11 @@
 import numpy as np
 import pytest
 
-from model.postprocess import (binarize, clean_mask, min_component_voxels, postprocess,
-                               remove_small_components)
+from scipy import ndimage
+
+from model.postprocess import (binarize, bounding_box, clean_and_label, clean_mask,
+                               fill_holes_per_slice, full_connectivity, label_components,
+                               min_component_voxels, postprocess, remove_small_components)
 
 SETTINGS = {"min_lesion_mm3": 100.0, "min_lesion_pixels": 10, "fill_holes": True}
 
@@ -62,3 +65,68 @@ def test_single_image_uses_8_connectivity():
 def test_rejects_non_3d():
     with pytest.raises(ValueError, match="Z, Y, X"):
         clean_mask(np.zeros((4, 4), bool), SETTINGS, None)
+
+
+def random_masks(seed, count=40, shape=(3, 40, 48)):
+    """Blobby and speckled random (Z, Y, X) masks, often touching the array's edges."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        density = rng.choice([0.05, 0.3, 0.5, 0.7])
+        mask = rng.random(shape) < density
+        if rng.random() < 0.5:         # blobs with holes: smooth, then threshold
+            mask = ndimage.uniform_filter(mask.astype(float), size=(1, 5, 5)) > 0.45
+        yield mask
+
+
+def test_bounding_box_holds_every_set_element():
+    mask = np.zeros((4, 10, 12), bool)
+    assert bounding_box(mask) is None
+    mask[1, 2, 3] = mask[2, 7, 10] = True
+    assert bounding_box(mask) == (slice(1, 3), slice(2, 8), slice(3, 11))
+    assert bounding_box(mask[2]) == (slice(7, 8), slice(10, 11))
+
+
+def test_hole_filling_in_the_bounding_box_equals_the_whole_slice():
+    for mask in random_masks(0):
+        expected = np.stack([ndimage.binary_fill_holes(plane) for plane in mask])
+        np.testing.assert_array_equal(fill_holes_per_slice(mask), expected)
+    ring = np.zeros((1, 9, 9), bool)
+    ring[0, 2:7, 2:7] = True
+    ring[0, 3:6, 3:6] = False          # a 3x3 hole whose box edge is the ring itself
+    assert fill_holes_per_slice(ring)[0, 2:7, 2:7].all()
+    cup = ring.copy()
+    cup[0, 2, 4] = False               # opened to the outside: not a hole
+    np.testing.assert_array_equal(fill_holes_per_slice(cup), cup)
+
+
+def fresh_labels(mask):
+    return ndimage.label(mask, structure=full_connectivity(mask))
+
+
+@pytest.mark.parametrize("min_voxels", [0, 2, 5, 40])
+def test_components_equal_a_fresh_labelling_of_the_clean_mask(min_voxels):
+    for mask in random_masks(1, count=25):
+        settings = {"fill_holes": True, "min_lesion_pixels": min_voxels}
+        cleaned, components = clean_and_label(mask, settings, None)
+        expected, count = fresh_labels(cleaned)
+        if count == 0:
+            assert components is None and not cleaned.any()
+            continue
+        assert components.count == count
+        full = np.zeros(mask.shape, np.int32)
+        full[components.box] = components.labels
+        np.testing.assert_array_equal(full, expected)     # same ids, same order
+
+
+def test_remove_small_components_equals_size_filter_of_fresh_labels():
+    for mask in random_masks(2, count=25):
+        labels, count = fresh_labels(mask)
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        expected = (sizes >= 6)[labels] & (labels > 0)
+        np.testing.assert_array_equal(remove_small_components(mask, 6), expected)
+
+
+def test_empty_mask_has_no_components():
+    cleaned, components = clean_and_label(np.zeros((2, 5, 5), bool), SETTINGS, None)
+    assert components is None and cleaned.dtype == np.uint8 and not cleaned.any()
+    assert label_components(np.zeros((2, 5, 5), bool)) is None

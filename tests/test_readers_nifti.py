@@ -228,3 +228,48 @@ def test_missing_orientation_and_oblique_affine_are_reported():
                                               dtype=np.int16))
     assert any("oblique" in w for w in image.warnings)
     assert image.slice_thickness_mm == pytest.approx(5.0)
+
+
+def nibabel_display(data: bytes) -> np.ndarray:
+    """Reference: nibabel's own float32 reading of the file, reoriented to (S, P, L)."""
+    image = nib.Nifti1Image.from_bytes(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+    volume = np.asarray(image.dataobj, dtype=np.float32)
+    volume = volume.reshape(volume.shape[:3])
+    start = nib.orientations.io_orientation(image.affine)
+    return apply_orientation(volume, ornt_transform(start, axcodes2ornt(("S", "P", "L"))))
+
+
+@pytest.mark.parametrize("dtype", ["<i2", ">i2", "<u2", "<i4", ">f4", "<f8", "u1"])
+@pytest.mark.parametrize("scaling", [None, (0.5, -1024.0)])
+@pytest.mark.parametrize("gz", [False, True])
+def test_voxels_equal_nibabels_reading(dtype, scaling, gz):
+    display = ct_phantom((4, 20, 18))
+    stored, affine = stored_as(("P", "S", "R"), display)
+    unsigned = dtype[-2] == "u"
+    values = np.clip(stored + (1024 if unsigned else 0), 0 if unsigned else -2000,
+                     255 if dtype == "u1" else 5000)
+    image = nib.Nifti1Image(values.astype(dtype), affine)
+    image.set_data_dtype(np.dtype(dtype))
+    if scaling:
+        image.header.set_slope_inter(*scaling)
+    raw = image.to_bytes()
+    data = gzip.compress(raw) if gz else raw
+    got = read_one("typed.nii.gz" if gz else "typed.nii", data).array
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, nibabel_display(raw))
+
+
+def test_multi_member_gzip_is_read_whole():
+    raw = make_nifti(ct_phantom((3, 16, 16)).transpose(2, 1, 0), dtype=np.int16)
+    split = gzip.compress(raw[:500]) + gzip.compress(raw[500:])   # e.g. bgzip-style blocks
+    image = read_one("blocks.nii.gz", split)
+    np.testing.assert_array_equal(image.array, read_one("one.nii", raw).array)
+
+
+def test_to_file_layout_is_a_view_with_the_stored_values():
+    display = ct_phantom((4, 20, 18))
+    stored, affine = stored_as(("A", "I", "L"), display)
+    image = read_one("v.nii", make_nifti(stored, affine, dtype=np.int16))
+    back = image.to_file_layout(image.array)
+    assert np.shares_memory(back, image.array)
+    np.testing.assert_array_equal(back, stored)

@@ -14,6 +14,7 @@ import zlib
 
 import nibabel as nib
 import numpy as np
+from nibabel.volumeutils import apply_read_scaling
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
 from ..errors import InputError
@@ -25,6 +26,7 @@ from .util import hu_warnings
 DISPLAY_AXCODES = ("S", "P", "L")
 _UNIT_TO_MM = {"mm": 1.0, "meter": 1000.0, "micron": 0.001, "unknown": 1.0}
 _OBLIQUE_DEGREES = 1.0
+_GUNZIP_CHUNK = 1 << 22   # bytes decompressed per read (bounds the temporary copies)
 
 
 def _header(name: str, head: bytes):
@@ -112,27 +114,28 @@ def check_header(name: str, head: bytes, limits: Limits) -> tuple[object, tuple,
     return header, shape, needed
 
 
-def gunzip_nifti(name: str, data: bytes, limits: Limits) -> bytes:
+def gunzip_nifti(name: str, data: bytes, limits: Limits) -> bytearray:
     """Decompress a .nii.gz, reading the header first and never more than it implies.
 
-    Raises 413 when the header claims too much, 422 when the stream is damaged, ends early
-    or does not hold a NIfTI file.
+    The data grows in one buffer as it is decompressed (no joined copies, and no more memory
+    than the stream really holds). Raises 413 when the header claims too much, 422 when the
+    stream is damaged, ends early or does not hold a NIfTI file.
     """
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
             raw = bytearray(stream.read(544))
-            if not is_nifti_header(bytes(raw)):
+            if not is_nifti_header(raw):
                 raise InputError(f"{name}: gzip-compressed, but not a NIfTI file inside",
                                  status=422)
             needed = check_header(name, bytes(raw), limits)[2]
             while len(raw) < needed:
-                chunk = stream.read(min(1 << 22, needed - len(raw)))
+                chunk = stream.read(min(_GUNZIP_CHUNK, needed - len(raw)))
                 if not chunk:
                     break
                 raw += chunk
     except (EOFError, OSError, zlib.error):
         raise InputError(f"{name}: the gzip data is damaged or ends early", status=422) from None
-    return bytes(raw)
+    return raw
 
 
 def _orientation(name: str, affine: np.ndarray, header, notes: list[str]) -> np.ndarray:
@@ -176,33 +179,90 @@ def _refuse_mask(name: str, array: np.ndarray) -> None:
                          "a CT volume in HU", status=422)
 
 
+class _BufferReader:
+    """Minimal read-only file over a bytes-like buffer, without copying the buffer."""
+
+    def __init__(self, buffer) -> None:
+        self._view, self._pos = memoryview(buffer), 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._view)
+        if size is not None and size >= 0:
+            end = min(end, self._pos + size)
+        out = bytes(self._view[self._pos:end])
+        self._pos = end
+        return out
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def _image_header(header, raw):
+    """The header as nibabel reads it for an image (checked and fixed, with extensions)."""
+    return type(header).from_fileobj(_BufferReader(raw))
+
+
+def _stored_voxels(name: str, raw, header) -> np.ndarray:
+    """Read-only view of the voxel data in ``raw``: the file's dtype and shape, Fortran order
+    (as nibabel's ArrayProxy reads it), without copying."""
+    shape = tuple(int(d) for d in header.get_data_shape())
+    dtype = header.get_data_dtype()
+    offset = int(header.get_data_offset())
+    count = int(np.prod(shape, dtype=np.int64))
+    if offset < 0 or offset + count * dtype.itemsize > len(raw):
+        raise InputError(f"{name}: the NIfTI file is truncated: the header needs "
+                         f"{offset + count * dtype.itemsize} bytes, the file has {len(raw)}",
+                         status=422)
+    return np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(shape, order="F")
+
+
+def _float32_hu(array: np.ndarray, header) -> tuple[np.ndarray, bool]:
+    """Stored values (any view) -> contiguous float32 with scl_slope/scl_inter applied exactly
+    as nibabel's ``np.asarray(image.dataobj, dtype=np.float32)``; also whether it may hold
+    non-finite values (float data or scaling)."""
+    slope, inter = header.get_slope_inter()
+    slope = np.asanyarray(1.0 if slope is None else slope)
+    inter = np.asanyarray(0.0 if inter is None else inter)
+    if np.can_cast(slope, np.float32):
+        slope = slope.astype(np.float32)
+    if np.can_cast(inter, np.float32):
+        inter = inter.astype(np.float32)
+    scaled = apply_read_scaling(array, slope, inter)
+    maybe_bad = scaled is not array or array.dtype.kind == "f"
+    return np.ascontiguousarray(scaled, dtype=np.float32), maybe_bad
+
+
 def read_nifti(name: str, data: bytes, limits: Limits) -> CTImage:
-    """NIfTI bytes (.nii or .nii.gz) -> CTImage (Z, Y, X) float32 HU, kind 'nifti'."""
+    """NIfTI bytes (.nii or .nii.gz) -> CTImage (Z, Y, X) float32 HU, kind 'nifti'.
+
+    The voxels are reoriented as a view in the stored dtype and converted to float32 once.
+    """
     raw = gunzip_nifti(name, data, limits) if data[:2] == b"\x1f\x8b" else data
-    header, shape, needed = check_header(name, raw[:544], limits)
+    header, shape, needed = check_header(name, bytes(raw[:544]), limits)
     if len(raw) < needed:
         raise InputError(f"{name}: the NIfTI file is truncated: the header needs {needed} "
                          f"bytes, the file has {len(raw)}", status=422)
-    klass = nib.Nifti2Image if isinstance(header, nib.Nifti2Header) else nib.Nifti1Image
-    image = klass.from_bytes(bytes(raw))
-    volume = np.asarray(image.dataobj, dtype=np.float32).reshape(shape[:3])
-    bad = volume.size - int(np.count_nonzero(np.isfinite(volume)))
+    image_header = _image_header(header, raw)
+    stored = _stored_voxels(name, raw, image_header).reshape(shape[:3])
+    notes: list[str] = []
+    affine = np.asarray(image_header.get_best_affine(), dtype=np.float64)
+    start = _orientation(name, affine, image_header, notes)
+    target = axcodes2ornt(DISPLAY_AXCODES)
+    forward, backward = ornt_transform(start, target), ornt_transform(target, start)
+    display, maybe_bad = _float32_hu(apply_orientation(stored, forward), image_header)
+    del stored, raw
+    bad = display.size - int(np.count_nonzero(np.isfinite(display))) if maybe_bad else 0
     if bad:
         raise InputError(f"{name}: {bad} voxels are NaN or infinite; a CT volume in HU must "
                          "be finite (the file was rejected, not repaired)", status=422)
-    notes: list[str] = []
-    affine = np.asarray(image.affine, dtype=np.float64)
-    start = _orientation(name, affine, image.header, notes)
-    target = axcodes2ornt(DISPLAY_AXCODES)
-    forward, backward = ornt_transform(start, target), ornt_transform(target, start)
-    display = np.ascontiguousarray(apply_orientation(volume, forward), dtype=np.float32)
     spacing = _spacing_zyx(name, header, forward, notes)  # unrepaired header: never invent
     _refuse_mask(name, display)
     hu_warnings(name, display, notes)
 
     def to_file_layout(array_zyx: np.ndarray) -> np.ndarray:
-        """(Z, Y, X) array in display order -> the input file's array shape and axis order."""
-        return np.ascontiguousarray(apply_orientation(np.asarray(array_zyx), backward)).reshape(shape)
+        """(Z, Y, X) array in display order -> the input file's array shape and axis order
+        (a flipped/transposed view, no copy)."""
+        return apply_orientation(np.asarray(array_zyx), backward).reshape(shape)
 
     return CTImage(
         array=display, intensity="hu", kind="nifti", is_volume=True,
