@@ -103,8 +103,8 @@ CASES: list[Case] = [
     # ---- the request itself ----
     Case("no_file", "multipart request without a file", lambda: [], 400, ("no file",),
          cli_exit=2, cli_words=("required",)),
-    Case("empty_file", "a 0-byte file", one("scan.png", lambda: b""), 400,
-         ("no file|empty",), cli_words=("empty",)),
+    Case("empty_file", "a 0-byte file", one("scan.png", lambda: b""), 422,
+         ("scan.png: the file is empty",), cli_words=("empty",)),
     Case("not_multipart", "raw PNG body instead of multipart/form-data", one("a.png", png),
          415, ("multipart",), raw_body=True, cli_exit=None),
     Case("unknown_model", "model=resnet50", one("a.png", png), 400, ("unknown model",),

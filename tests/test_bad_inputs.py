@@ -174,21 +174,17 @@ def test_debug_is_off_and_unexpected_errors_are_plain_json(monkeypatch):
     assert_security_headers(dict(response.headers))
 
 
-# ---------- known defects in other modules (reported; xfail until fixed) ----------
+# ---------- messages that must quote what the user sent ----------
 
 def _case(name: str):
     return next(case for case in CASES if case.name == name)
 
 
-@pytest.mark.xfail(reason="web/uploads.py uploaded_sources() drops 0-byte parts, so an empty "
-                          "file gets 'no file uploaded' instead of naming the empty file")
 def test_web_names_an_empty_file(client):
     outcome = run_web(client, _case("empty_file"))
     assert outcome.code == 422 and "scan.png" in outcome.message and "empty" in outcome.message
 
 
-@pytest.mark.xfail(reason="web/errors.py redact_paths() also rewrites user-supplied names that "
-                          "look like paths: '../../etc/cron.d/x.dcm' is shown as '..x.dcm'")
 def test_web_quotes_an_unsafe_zip_member_verbatim(client):
     outcome = run_web(client, _case("zip_path_traversal"))
     assert "../../etc/cron.d/x.dcm" in outcome.message

@@ -189,8 +189,14 @@ def test_without_weights_health_and_segment_answer_503(tmp_path):
 def test_no_file_is_400(client):
     assert_error(client.post("/segment", data={"model": "unet"},
                              content_type="multipart/form-data"), 400, "no file")
-    assert_error(post(client, [("empty.png", b"")]), 400, "no file")
     assert_error(client.post("/segment"), 400, "no file")
+    # an empty file picker: a part with neither a name nor bytes
+    assert_error(client.post("/segment", data={"file": (io.BytesIO(b""), "")},
+                             content_type="multipart/form-data"), 400, "no file")
+
+
+def test_empty_named_file_is_422_naming_it(client):
+    assert_error(post(client, [("empty.png", b"")]), 422, "empty.png: the file is empty")
 
 
 @pytest.mark.parametrize("spacing", ["0,0.5", "-1,1", "nan,1", "inf,1", "a,b", "1", "1,2,3,4",

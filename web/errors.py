@@ -16,7 +16,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from model.errors import PipelineError
 
 log = logging.getLogger("ich.web")
-SERVER_PATH = re.compile(r"(?<![\w)\]])(?:/[\w.\-]+)*/([\w.\-]+)")
+# An absolute path: a "/" not preceded by a word character, ")", "]" or "." (so that relative
+# names a user sent, like "../../etc/x.dcm", are quoted as they are).
+SERVER_PATH = re.compile(r"(?<![\w.)\]])(?:/[\w.\-]+)*/([\w.\-]+)")
 
 
 class ApiError(Exception):

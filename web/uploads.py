@@ -18,10 +18,12 @@ NO_FILE_HINT = "attach one or more files in the multipart/form-data field 'file'
 
 
 def uploaded_sources(req: Request) -> list[tuple[str, bytes]]:
-    """(filename, bytes) of every non-empty part named ``file``, read into memory.
+    """(filename, bytes) of every part named ``file``, read into memory.
 
-    Raises ApiError 400 when no file was sent (empty body, no non-empty 'file' part) and 415
-    when a body is sent that is not multipart/form-data.
+    A part without a name and without bytes (what a browser sends for an empty file picker)
+    is skipped; a named 0-byte file is kept so that the reader names it as empty (422).
+    Raises ApiError 400 when no file was sent (empty body, no 'file' part) and 415 when a
+    body is sent that is not multipart/form-data.
     """
     if not req.content_length and req.mimetype != "multipart/form-data":
         raise ApiError(400, "no file uploaded", NO_FILE_HINT)
@@ -32,7 +34,7 @@ def uploaded_sources(req: Request) -> list[tuple[str, bytes]]:
     for part in req.files.getlist("file"):
         data = part.stream.read()
         part.stream.close()
-        if data:
+        if data or part.filename:
             sources.append((part.filename or "upload", data))
     if not sources:
         raise ApiError(400, "no file uploaded", NO_FILE_HINT)
