@@ -18,6 +18,10 @@ from . import config as cfg
 from .errors import PipelineError
 
 log = logging.getLogger(__name__)
+# Slices per inference call. Measured with ONNX Runtime (2 threads) on the 224x224 U-Net, one
+# 35-slice volume: batch 1 354 ms, 2 309 ms, 4 300 ms, 8 308 ms; peak RSS 125, 130, 184,
+# 266 MB (the arena grows with the batch). 2 is the speed/memory sweet spot.
+BATCH = 2
 
 
 class Predictor:
@@ -32,17 +36,17 @@ class Predictor:
         self.input_shape = (int(rows), int(cols), int(config["in_channels"]))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """(N, H, W, C) float32 -> (N, H, W) float32 sigmoid probabilities, one slice per call."""
+        """(N, H, W, C) float32 -> (N, H, W) float32 sigmoid probabilities, BATCH slices per call."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1:] != self.input_shape:
             raise PipelineError(f"model '{self.name}' expects input (N, {', '.join(map(str, self.input_shape))})"
                                 f", got {x.shape}", stage="predict")
         out = np.empty(x.shape[:3], dtype=np.float32)
-        for i in range(x.shape[0]):
-            out[i] = self._predict_one(np.ascontiguousarray(x[i:i + 1]))[0, ..., 0]
+        for i in range(0, x.shape[0], BATCH):
+            out[i:i + BATCH] = self._predict_batch(np.ascontiguousarray(x[i:i + BATCH]))[..., 0]
         return out
 
-    def _predict_one(self, x: np.ndarray) -> np.ndarray:  # (1, H, W, C) -> (1, H, W, 1)
+    def _predict_batch(self, x: np.ndarray) -> np.ndarray:  # (n, H, W, C) -> (n, H, W, 1)
         raise NotImplementedError
 
     def describe(self) -> dict:
@@ -75,7 +79,7 @@ class OnnxPredictor(Predictor):
                                             providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
-    def _predict_one(self, x: np.ndarray) -> np.ndarray:
+    def _predict_batch(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: x})[0]
 
 
@@ -87,7 +91,7 @@ class KerasPredictor(Predictor):
         self.model = load_keras_model(config, weights_file)
         self._fn = compiled_forward(self.model, self.input_shape)
 
-    def _predict_one(self, x: np.ndarray) -> np.ndarray:
+    def _predict_batch(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self._fn(x))
 
 

@@ -36,10 +36,14 @@ def small_affine(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
 
 
 def intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Gamma, contrast/brightness (mimics other export windows) and a little noise."""
-    gamma = np.exp(rng.uniform(np.log(0.6), np.log(1.6)))
-    contrast = np.exp(rng.uniform(np.log(0.45), np.log(1.6)))
-    brightness = rng.uniform(-0.1, 0.1)
+    """Gamma, contrast/brightness (mimics other export windows) and a little noise.
+
+    Mild on purpose: gamma 0.6-1.6 and contrast 0.45-1.6 slowed learning so much that a
+    1800-step U-Net found almost no hemorrhage on validation patients.
+    """
+    gamma = np.exp(rng.uniform(np.log(0.8), np.log(1.25)))
+    contrast = np.exp(rng.uniform(np.log(0.75), np.log(1.33)))
+    brightness = rng.uniform(-0.05, 0.05)
     out = np.power(np.clip(image, 0.0, 1.0), gamma)
     out = (out - 0.5) * contrast + 0.5 + brightness
     if rng.random() < 0.3:
@@ -48,7 +52,7 @@ def intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-            p_affine: float = 0.6, p_intensity: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
+            p_affine: float = 0.6, p_intensity: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Full training augmentation of one (H, W, C) image and its (H, W) mask."""
     image, mask = dihedral(image, mask, int(rng.integers(4)), bool(rng.random() < 0.5))
     if rng.random() < p_affine:

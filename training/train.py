@@ -122,8 +122,12 @@ def train_model(name: str, train: list[Patient], val: list[Patient], out_dir: Pa
         "seed": seed, "device": device, "duration_s": round(duration, 1),
         "train_patients": [p.pid for p in train], "val_patients": [p.pid for p in val],
         "date": datetime.date.today().isoformat(), "loss": "bce + soft dice", "optimizer": "adam, cosine decay",
-        "sampling": "40% lesion slices, 60% lesion-free slices per batch; crops around a lesion pixel or inside the head",
-        "augmentation": "8 flips/90-degree rotations, rotation +-15 deg, zoom 0.85-1.15, shift, gamma, contrast, brightness, noise; 25% single-slice (2D) inputs",
+        "sampling": "40% lesion slices, 60% lesion-free slices per batch; "
+                    + (f"{crop}x{crop} crops around a lesion pixel or inside the head" if crop
+                       else "whole slices"),
+        "augmentation": "8 flips/90-degree rotations, rotation +-15 deg, zoom 0.85-1.15, shift; "
+                        "half of the samples: gamma 0.8-1.25, contrast 0.75-1.33, brightness +-0.05, "
+                        "noise; 25% single-slice (2D) inputs",
     }
     if state["best"]:
         config["threshold"] = state["best"]["threshold"]
