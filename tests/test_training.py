@@ -125,3 +125,19 @@ def test_real_dataset_loads_60_patients_29_with_hemorrhage(tmp_path):
     assert sum(p.has_lesion for p in patients) == 29
     assert all(p.images.shape == p.masks.shape and p.images.shape[1:] == (64, 64) for p in patients)
     assert 0.0 <= float(patients[0].images.min()) and float(patients[0].images.max()) <= 1.0
+
+
+def test_selection_score_never_prefers_an_empty_prediction():
+    """Early stopping and the threshold choice must not pick a net that finds nothing."""
+    from training.validate import FP_PENALTY, choose_postprocessing, selection_score
+
+    assert selection_score([0.0, 0.0], 0, 2) == 0.0                     # finds nothing
+    assert selection_score([0.3, 0.1], 1, 2) == pytest.approx(0.2 - FP_PENALTY / 2)
+    assert selection_score([0.3, 0.1], 1, 2) > selection_score([0.0, 0.0], 0, 2)
+    truth = np.zeros((4, 16, 16), bool)
+    truth[1:3, 4:10, 4:10] = True
+    prob_pos = np.where(truth, 0.95, 0.05).astype(np.float32)          # a perfect net
+    prob_neg = np.full((4, 16, 16), 0.05, np.float32)
+    prob_neg[2, 1:3, 1:3] = 0.65                                         # one weak false blob
+    best = choose_postprocessing([prob_pos, prob_neg], [truth, np.zeros_like(truth)], 1.0)
+    assert best["dice_positive"] == 1.0 and best["fp_patients"] == 0 and best["threshold"] > 0.65

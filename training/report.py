@@ -65,7 +65,8 @@ hemorrhage masks by two radiologists (all subtypes merged). 29 patients have hem
 
 ## Cross-validation (5 folds, split by patient, stratified by has-hemorrhage)
 Each fold trains on the other four folds (20% of those patients held out for early stopping and for
-choosing the threshold and minimum lesion size by per-patient Dice), then the held-out patients'
+choosing the threshold and minimum lesion size by their mean per-patient Dice on hemorrhage patients
+minus 0.25 x the share of lesion-free patients with a false positive), then the held-out patients'
 slices are stacked into volumes and segmented by the same pipeline the CLI and the web service use.
 Dice is 3D per patient on the 512x512 grid, averaged over hemorrhage patients; relative volume
 difference is |V_pred - V_true| / V_true in voxels; a false-positive patient is a lesion-free patient

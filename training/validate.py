@@ -1,8 +1,11 @@
 """Validation on held-out patients at the model grid: early stopping and threshold choice.
 
-Scores use per-patient 3D Dice with the convention that a lesion-free patient scores 1 when
-nothing is predicted and 0 otherwise, so false-positive patients are penalised as much as
-missed bleeds.
+Score = mean per-patient 3D Dice over the hemorrhage patients minus FP_PENALTY times the
+fraction of lesion-free patients with any predicted lesion. An empty prediction scores 0, so a
+net that finds nothing never wins (an earlier score, with lesion-free patients counted as
+Dice 1 when empty, preferred the first, empty checkpoint: 0.5 against 0.31 for a net with
+Dice 0.22 on the bleeds), and a false-positive patient costs as much as losing 0.25 of Dice on
+every bleed of a split with as many negatives as positives.
 """
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ from model.preprocess import context_indices
 from .data import Patient
 from .metrics import dice
 
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 # Minimum 3D component size in voxels of the original 512x512 grid.
-MIN_VOXELS = (0, 50, 100, 200, 400, 800)
+MIN_VOXELS = (0, 100, 200, 400, 800, 1600, 3200)
+FP_PENALTY = 0.25
 
 
 def predict_patient(predict, patient: Patient, context: int, batch: int = 16) -> np.ndarray:
@@ -37,6 +41,13 @@ def remove_small(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     return keep[labels]
 
 
+def selection_score(pos_dice: list[float], fp_patients: int, negatives: int) -> float:
+    """Mean Dice on hemorrhage patients - FP_PENALTY x share of lesion-free patients with a
+    false positive (see the module docstring)."""
+    dice_part = float(np.mean(pos_dice)) if pos_dice else 0.0
+    return dice_part - FP_PENALTY * (fp_patients / negatives if negatives else 0.0)
+
+
 def choose_postprocessing(probs: list[np.ndarray], truths: list[np.ndarray], grid_scale: float) -> dict:
     """Grid search of threshold x minimum component size on validation patients.
 
@@ -47,16 +58,16 @@ def choose_postprocessing(probs: list[np.ndarray], truths: list[np.ndarray], gri
     for thr in THRESHOLDS:
         binaries = [p >= thr for p in probs]
         for min_vox in MIN_VOXELS:
-            scores, pos_dice, fp = [], [], 0
+            pos_dice, fp, negatives = [], 0, 0
             for b, t in zip(binaries, truths):
                 pred = remove_small(b, int(round(min_vox / grid_scale)))
-                d = dice(pred, t)
-                scores.append(d)
                 if t.any():
-                    pos_dice.append(d)
-                elif pred.any():
-                    fp += 1
-            cand = {"threshold": thr, "min_lesion_pixels": min_vox, "score": float(np.mean(scores)),
+                    pos_dice.append(dice(pred, t))
+                else:
+                    negatives += 1
+                    fp += bool(pred.any())
+            cand = {"threshold": thr, "min_lesion_pixels": min_vox,
+                    "score": selection_score(pos_dice, fp, negatives),
                     "dice_positive": float(np.mean(pos_dice)) if pos_dice else None, "fp_patients": fp}
             if best is None or cand["score"] > best["score"] + 1e-9:
                 best = cand
