@@ -33,6 +33,22 @@ def cv_table(reports: Path) -> str:
     return "\n".join(lines)
 
 
+def per_patient_lines(reports: Path) -> str:
+    """One line per model: how many hemorrhage patients were missed (Dice 0) or found well."""
+    lines = []
+    for name in NAMES:
+        path = reports / f"{name}_cv.json"
+        if not path.exists():
+            continue
+        scores = [p["dice"] for p in json.loads(path.read_text())["per_patient"].values()
+                  if p["has_lesion"]]
+        missed = sum(d == 0 for d in scores)
+        good = sum(d >= 0.5 for d in scores)
+        lines.append(f"- {name}: Dice 0 (bleed missed entirely) on {missed} of {len(scores)} hemorrhage "
+                     f"patients, Dice >= 0.5 on {good}.")
+    return "\n".join(lines)
+
+
 def model_section(weights: Path, name: str) -> str:
     path = weights / f"{name}.json"
     if not path.exists():
@@ -74,6 +90,8 @@ with any predicted lesion after postprocessing.
 
 {table}
 
+{per_patient}
+
 Reproduce: `python -m training.evaluate --model unet --folds 5 --out reports/` (and `--model two-branch`).
 Per-patient results and figures: `reports/NAME_cv.json`, `reports/NAME_dice.png`, `NAME_volume.png`, `NAME_pr.png`.
 
@@ -84,6 +102,10 @@ of the five folds' validation choices. Serving uses an ONNX export of the same w
 
 {models}
 ## Known limitations and failure modes
+- **Weak models.** Both are below the published baseline of this dataset (mean Dice 0.31): most bleeds
+  are missed entirely (see the per-patient lines above). Training was limited to ~9 (U-Net) and ~5
+  (two-branch) minutes per fold on a 2-core CPU, and the validation Dice was still rising. Treat a
+  negative result as "not found", never as "no bleed".
 - One scanner and one population (trauma); other scanners, children, post-operative heads, contrast
   studies and non-axial reconstructions were not evaluated.
 - Small and thin bleeds (thin subdural/epidural rims, small contusions, subarachnoid blood) are missed
@@ -106,7 +128,8 @@ def main(argv=None) -> None:
     args.reports.mkdir(parents=True, exist_ok=True)
     (args.reports / "cv_table.md").write_text(table + "\n")
     models = "\n".join(model_section(args.weights, n) for n in NAMES)
-    (args.weights / "MODEL_CARD.md").write_text(CARD.format(table=table, models=models))
+    (args.weights / "MODEL_CARD.md").write_text(
+        CARD.format(table=table, models=models, per_patient=per_patient_lines(args.reports)))
     print(table)
 
 
