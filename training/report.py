@@ -113,8 +113,9 @@ of the five folds' validation choices. Serving uses an ONNX export of the same w
 - Calcifications, streak artefacts near the skull base and bright skull edges can produce false positives.
 - PNG/JPG inputs exported with a very different window than L40/W120 degrade accuracy (training
   augments contrast and gamma to reduce this); prefer NIfTI or DICOM in Hounsfield units.
-- The minimum lesion size in mm³ applies when spacing is known; it was set to about the voxel count
-  chosen by cross-validation times a typical 0.45 x 0.45 x 5 mm voxel (≈1 mm³).
+- The minimum lesion size in mm³ applies when spacing is known; it is the voxel count chosen by
+  cross-validation times a typical 0.45 x 0.45 x 5 mm voxel (1.0125 mm³), since ct-ich does not record
+  its pixel spacing.
 - Volumes need real spacing: with PNG/JPG and no user spacing, `volume_ml` is null.
 """
 
