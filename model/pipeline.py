@@ -17,7 +17,7 @@ import numpy as np
 from . import config as cfg
 from .errors import InputError, PipelineError
 from .measure import measure, voxel_volume_mm3
-from .postprocess import binarize, clean_and_label
+from .postprocess import binarize, clean_and_label, single_slice_settings
 from .preprocess import Window, model_input, resize_back, to_unit_range
 from .readers import input_stem, read_sources
 from .readers.geometry import file_layout_xyz
@@ -203,7 +203,10 @@ class Segmenter:
         image, warnings = apply_spacing(image, spacing)
         binary = infer_mask(predictor, image, timings)
         with stage("postprocess", timings):
-            mask, components = clean_and_label(binary, predictor.config["postprocess"],
+            settings = predictor.config["postprocess"]
+            if binary.shape[0] == 1:
+                settings = single_slice_settings(settings, image.spacing_mm)
+            mask, components = clean_and_label(binary, settings,
                                                voxel_volume_mm3(image.spacing_mm))
             del binary
         with stage("measure", timings):

@@ -128,6 +128,39 @@ def remove_small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     return out
 
 
+# The training data's geometry, which it does not record: a typical 0.45 x 0.45 x 5 mm head CT
+# voxel. Used to turn a size limit chosen in voxels of 3D volumes into one for a single slice.
+TYPICAL_SLICE_MM = 5.0
+TYPICAL_VOXEL_MM3 = 0.45 * 0.45 * TYPICAL_SLICE_MM
+
+
+def central_slab_fraction(volume_mm3: float, slice_mm: float) -> float:
+    """Share of a sphere of ``volume_mm3`` that lies in its central slab ``slice_mm`` thick
+    (1.0 when the slab holds all of it)."""
+    if volume_mm3 <= 0:
+        return 1.0
+    radius = (3.0 * volume_mm3 / (4.0 * math.pi)) ** (1.0 / 3.0)
+    if slice_mm >= 2.0 * radius:
+        return 1.0
+    return math.pi * slice_mm * (radius ** 2 - slice_mm ** 2 / 12.0) / volume_mm3
+
+
+def single_slice_settings(settings: Mapping, spacing_mm: Optional[tuple[float, float, float]]) -> dict:
+    """Postprocessing settings for one slice (a 2D upload): the size limits, chosen for 3D
+    lesions, become the area of the central slice of the smallest lesion kept (a sphere of the
+    minimum volume) — otherwise a bleed whose slice is smaller than the whole 3D minimum would
+    always be removed. spacing_mm: (slice, row, col) in mm, or None (typical CT voxel assumed).
+    """
+    out = dict(settings)
+    slice_mm = float(spacing_mm[0]) if spacing_mm else TYPICAL_SLICE_MM
+    pixels = int(settings.get("min_lesion_pixels", 0))
+    out["min_lesion_pixels"] = int(math.ceil(
+        pixels * central_slab_fraction(pixels * TYPICAL_VOXEL_MM3, TYPICAL_SLICE_MM) - 1e-9))
+    mm3 = float(settings.get("min_lesion_mm3", 0.0))
+    out["min_lesion_mm3"] = mm3 * central_slab_fraction(mm3, slice_mm)
+    return out
+
+
 def min_component_voxels(settings: Mapping, voxel_volume_mm3: Optional[float]) -> int:
     """Size limit in voxels: ceil(min_lesion_mm3 / voxel volume) if known, else min_lesion_pixels."""
     if voxel_volume_mm3 is not None and voxel_volume_mm3 > 0:

@@ -1,4 +1,6 @@
 """Postprocessing: threshold, hole filling, small-component removal in mm3 or voxels."""
+import math
+
 import numpy as np
 import pytest
 
@@ -130,3 +132,31 @@ def test_empty_mask_has_no_components():
     cleaned, components = clean_and_label(np.zeros((2, 5, 5), bool), SETTINGS, None)
     assert components is None and cleaned.dtype == np.uint8 and not cleaned.any()
     assert label_components(np.zeros((2, 5, 5), bool)) is None
+
+
+def test_central_slab_fraction_of_a_sphere():
+    from model.postprocess import central_slab_fraction
+
+    volume = 4.0 / 3.0 * math.pi * 10.0 ** 3                      # r = 10 mm
+    assert central_slab_fraction(volume, 5.0) == pytest.approx(
+        math.pi * 5.0 * (100.0 - 25.0 / 12.0) / volume)           # 0.367
+    assert central_slab_fraction(volume, 20.0) == 1.0             # slab holds the sphere
+    assert central_slab_fraction(0.0, 5.0) == 1.0
+
+
+def test_single_slice_limits_are_the_central_slice_of_the_smallest_lesion():
+    """A 3D minimum of 3200 voxels (3.24 mL at 0.45 x 0.45 x 5 mm) keeps lesions whose
+    central 5 mm slice has ~40% of that; a single slice must not need the whole 3D volume."""
+    from model.postprocess import single_slice_settings
+
+    settings = {"min_lesion_mm3": 3240.0, "min_lesion_pixels": 3200, "fill_holes": True}
+    one = single_slice_settings(settings, None)
+    assert 1200 < one["min_lesion_pixels"] < 1350 and one["fill_holes"] is True
+    assert one["min_lesion_mm3"] == pytest.approx(0.398 * 3240.0, rel=0.01)
+    thin = single_slice_settings(settings, (1.0, 0.45, 0.45))    # a 1 mm slice: smaller share
+    assert thin["min_lesion_mm3"] < one["min_lesion_mm3"]
+    assert settings["min_lesion_pixels"] == 3200                   # input left unchanged
+    mask = np.zeros((1, 100, 100), bool)
+    mask[0, 10:50, 10:50] = True                                   # 1600 px: kept in 2D
+    assert clean_mask(mask, one, None).sum() == 1600
+    assert clean_mask(mask, settings, None).sum() == 0             # the 3D rule would drop it

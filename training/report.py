@@ -116,6 +116,9 @@ of the five folds' validation choices. Serving uses an ONNX export of the same w
 - The minimum lesion size in mm³ applies when spacing is known; it is the voxel count chosen by
   cross-validation times a typical 0.45 x 0.45 x 5 mm voxel (1.0125 mm³), since ct-ich does not record
   its pixel spacing.
+- A single slice (2D upload) uses the area of the central 5 mm slice of the smallest lesion kept (a sphere
+  of the minimum volume: ~40% of 3,200 voxels, ~60% of 800); the two-branch model's 3.2 mL minimum
+  still hides small bleeds.
 - Volumes need real spacing: with PNG/JPG and no user spacing, `volume_ml` is null.
 """
 

@@ -19,15 +19,14 @@ from pathlib import Path
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from model.postprocess import TYPICAL_VOXEL_MM3  # noqa: E402
+
 from .configs import model_config, training_config  # noqa: E402
 from .data import Patient, load_dataset  # noqa: E402
 from .sampler import BalancedSampler, prefetch  # noqa: E402
 from .validate import validate  # noqa: E402
 
 ORIGINAL_SIZE = 512  # the ct-ich slices are 512 x 512
-# ct-ich does not record its pixel spacing; a typical head CT voxel of 0.45 x 0.45 x 5 mm
-# turns the minimum lesion size chosen in voxels into the mm^3 used for inputs with spacing.
-TYPICAL_VOXEL_MM3 = 0.45 * 0.45 * 5.0
 
 
 def setup_device() -> str:
@@ -148,6 +147,7 @@ def apply_cv_choice(config_path: Path, cv_report: Path) -> None:
     config = json.loads(config_path.read_text())
     config["threshold"] = cv["chosen"]["threshold"]
     config["postprocess"]["min_lesion_pixels"] = cv["chosen"]["min_lesion_pixels"]
+    # ct-ich does not record its spacing: a typical voxel turns the voxel count into mm^3
     config["postprocess"]["min_lesion_mm3"] = round(cv["chosen"]["min_lesion_pixels"] * TYPICAL_VOXEL_MM3, 1)
     config.setdefault("metrics", {})["cv"] = cv["summary"]
     config_path.write_text(json.dumps(config, indent=2))
