@@ -104,7 +104,8 @@ of the five folds' validation choices. Serving uses an ONNX export of the same w
 ## Known limitations and failure modes
 - **Weak models.** Both are below the published baseline of this dataset (mean Dice 0.31): most bleeds
   are missed entirely (see the per-patient lines above). Training was limited to ~9 (U-Net) and ~5
-  (two-branch) minutes per fold on a 2-core CPU, and the validation Dice was still rising. Treat a
+  (two-branch) minutes per fold on a 2-core CPU; in two of the three U-Net folds that found bleeds the
+  validation Dice was still rising when training stopped. Treat a
   negative result as "not found", never as "no bleed".
 - One scanner and one population (trauma); other scanners, children, post-operative heads, contrast
   studies and non-axial reconstructions were not evaluated.
