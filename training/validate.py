@@ -10,8 +10,8 @@ every bleed of a split with as many negatives as positives.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
+from model.postprocess import remove_small_components
 from model.preprocess import context_indices
 
 from .data import Patient
@@ -28,17 +28,6 @@ def predict_patient(predict, patient: Patient, context: int, batch: int = 16) ->
     x = patient.images[context_indices(len(patient.images), context)].astype(np.float32)
     x = x.transpose(0, 2, 3, 1)
     return np.concatenate([np.asarray(predict(x[i:i + batch]))[..., 0] for i in range(0, len(x), batch)])
-
-
-def remove_small(mask: np.ndarray, min_voxels: int) -> np.ndarray:
-    """Drop 3D components (full connectivity) with fewer than ``min_voxels`` voxels."""
-    if min_voxels <= 0 or not mask.any():
-        return mask
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
-    sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_voxels
-    keep[0] = False
-    return keep[labels]
 
 
 def selection_score(pos_dice: list[float], fp_patients: int, negatives: int) -> float:
@@ -60,7 +49,7 @@ def choose_postprocessing(probs: list[np.ndarray], truths: list[np.ndarray], gri
         for min_vox in MIN_VOXELS:
             pos_dice, fp, negatives = [], 0, 0
             for b, t in zip(binaries, truths):
-                pred = remove_small(b, int(round(min_vox / grid_scale)))
+                pred = remove_small_components(b, int(round(min_vox / grid_scale)))
                 if t.any():
                     pos_dice.append(dice(pred, t))
                 else:
