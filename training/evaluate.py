@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .configs import model_config
+from .device import set_threads
 from .data import load_dataset, load_patient_png, read_index, split_validation, stratified_folds
 from .metrics import dice, iou, relative_volume_difference, slice_detection, summarize
 
@@ -102,9 +103,12 @@ def main(argv=None) -> None:
     ap.add_argument("--weights", default="model/weights", type=Path,
                     help="shipped weights dir whose NAME.json receives the CV choice and metrics")
     ap.add_argument("--train-only", action="store_true", help="train the folds, do not evaluate")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for TensorFlow (default: all); see training/device.py")
     ap.add_argument("--only-folds", default=None,
                     help="comma-separated fold numbers to train (lets folds train in parallel processes)")
     args = ap.parse_args(argv)
+    set_threads(args.threads)
     name = args.model.replace("-", "_")
     index = read_index(args.data)
     positive = {pid for pid, rows in index.items() if any(int(r["mask_pixels"]) > 0 for r in rows)}

@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -23,24 +24,11 @@ from model.postprocess import TYPICAL_VOXEL_MM3  # noqa: E402
 
 from .configs import model_config, training_config  # noqa: E402
 from .data import Patient, load_dataset  # noqa: E402
+from .device import set_threads, training_precision  # noqa: E402
 from .sampler import BalancedSampler, prefetch  # noqa: E402
 from .validate import validate  # noqa: E402
 
 ORIGINAL_SIZE = 512  # the ct-ich slices are 512 x 512
-
-
-def setup_device() -> str:
-    """Seed-independent device setup: mixed precision on GPU, oneDNN on CPU. Returns 'gpu'|'cpu'."""
-    import keras
-    try:
-        import tensorflow as tf
-        gpus = tf.config.list_physical_devices("GPU")
-    except ImportError:  # Keras on another backend
-        gpus = []
-    if gpus:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-        return "gpu"
-    return "cpu"
 
 
 def compiled_predict(model):
@@ -58,7 +46,13 @@ def train_model(name: str, train: list[Patient], val: list[Patient], out_dir: Pa
     """Train ``name`` on ``train`` patients; early-stop/choose threshold on ``val`` if given.
 
     Writes out_dir/NAME.weights.h5 and out_dir/NAME.json; returns the config written.
+    Mixed precision (GPU float16, CPU bfloat16 where supported) only for the run.
     """
+    with training_precision(training_config(name).get("precision", "auto")) as (device, policy):
+        return _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy)
+
+
+def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy) -> dict:
     import keras
     import numpy as np
 
@@ -69,12 +63,12 @@ def train_model(name: str, train: list[Patient], val: list[Patient], out_dir: Pa
     keras.utils.set_random_seed(seed)
     config, tcfg = model_config(name), training_config(name)
     steps = int(steps or tcfg["steps"])
-    device = setup_device()
     crop = tcfg.get("crop_size")
     model = build_model({**config, "input_size": [crop, crop]} if crop else config)
     full = build_model(config) if crop else model  # same layers, whole-slice input
     schedule = keras.optimizers.schedules.CosineDecay(tcfg["learning_rate"], steps, alpha=0.02)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=bce_dice_loss)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss=partial(bce_dice_loss, pos_weight=tcfg.get("pos_weight", 1.0)))
     ckpt_dir = Path(runs_dir) / f"{config['name']}_{out_dir.name}_s{seed}"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     state = {"step": 0, "best": None, "history": []}
@@ -121,9 +115,10 @@ def train_model(name: str, train: list[Patient], val: list[Patient], out_dir: Pa
     duration = elapsed0 + time.time() - t0
     config["training"] = {
         "steps": steps, "batch_size": tcfg["batch_size"], "crop_size": crop, "learning_rate": tcfg["learning_rate"],
-        "seed": seed, "device": device, "duration_s": round(duration, 1),
+        "seed": seed, "device": device, "dtype_policy": policy,
+        "pos_weight": tcfg.get("pos_weight", 1.0), "duration_s": round(duration, 1),
         "train_patients": [p.pid for p in train], "val_patients": [p.pid for p in val],
-        "date": datetime.date.today().isoformat(), "loss": "bce + soft dice", "optimizer": "adam, cosine decay",
+        "date": datetime.date.today().isoformat(), "loss": "bce (lesion pixels weighted by pos_weight) + soft dice", "optimizer": "adam, cosine decay",
         "sampling": "40% lesion slices, 60% lesion-free slices per batch; "
                     + (f"{crop}x{crop} crops around a lesion pixel or inside the head" if crop
                        else "whole slices"),
@@ -162,7 +157,10 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reports", default="reports", type=Path)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for TensorFlow (default: all); see training/device.py")
     args = ap.parse_args(argv)
+    set_threads(args.threads)
     name = args.model.replace("-", "_")
     config = model_config(name)
     patients = load_dataset(args.data, tuple(config["input_size"]), cache_dir=args.runs / "cache")

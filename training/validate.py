@@ -17,7 +17,8 @@ from model.preprocess import context_indices
 from .data import Patient
 from .metrics import dice
 
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+# Up to 0.97: a net trained with pos_weight > 1 over-predicts, so its best cut is high.
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97)
 # Minimum 3D component size in voxels of the original 512x512 grid.
 MIN_VOXELS = (0, 100, 200, 400, 800, 1600, 3200)
 FP_PENALTY = 0.25

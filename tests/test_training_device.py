@@ -1,0 +1,50 @@
+"""Training precision/threads setup and the weighted loss."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.device import choose_policy, cpu_has_bf16, training_precision
+
+
+def test_cpu_bf16_flag_is_read_from_cpuinfo(tmp_path):
+    with_amx = tmp_path / "amx"
+    with_amx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f amx_bf16 amx_tile\n")
+    plain = tmp_path / "plain"
+    plain.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert cpu_has_bf16(str(with_amx)) is True
+    assert cpu_has_bf16(str(plain)) is False
+    assert cpu_has_bf16(str(tmp_path / "missing")) is False
+
+
+def test_float32_precision_is_always_float32():
+    pytest.importorskip("keras")
+    assert choose_policy("float32")[1] == "float32"
+
+
+def test_training_precision_restores_the_global_policy(monkeypatch):
+    keras = pytest.importorskip("keras")
+    import training.device as device
+
+    monkeypatch.setattr(device, "choose_policy", lambda precision: ("cpu", "mixed_bfloat16"))
+    before = keras.mixed_precision.global_policy().name
+    with training_precision("auto") as (_, policy):
+        assert keras.mixed_precision.global_policy().name == policy == "mixed_bfloat16"
+    # inference models built later in the same process must be float32 again
+    assert keras.mixed_precision.global_policy().name == before == "float32"
+
+
+def test_pos_weight_raises_the_cost_of_a_missed_lesion_only():
+    pytest.importorskip("keras")
+    from training.losses import bce_dice_loss
+
+    truth = np.zeros((1, 8, 8, 1), np.float32)
+    truth[0, 2:4, 2:4] = 1
+    missed = np.full_like(truth, 0.01)          # lesion predicted absent
+    false_alarm = np.where(truth > 0, 0.99, 0.5).astype(np.float32)  # lesion found, background 0.5
+
+    def loss(pred, w):
+        return float(bce_dice_loss(truth, pred, pos_weight=w))
+
+    assert loss(missed, 10.0) > loss(missed, 1.0) + 0.5  # 4 of 64 pixels x 9 x -log(0.01) / 64
+    assert loss(false_alarm, 10.0) == pytest.approx(loss(false_alarm, 1.0), abs=0.01)
