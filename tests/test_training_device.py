@@ -48,3 +48,21 @@ def test_pos_weight_raises_the_cost_of_a_missed_lesion_only():
 
     assert loss(missed, 10.0) > loss(missed, 1.0) + 0.5  # 4 of 64 pixels x 9 x -log(0.01) / 64
     assert loss(false_alarm, 10.0) == pytest.approx(loss(false_alarm, 1.0), abs=0.01)
+
+
+def test_model_card_accuracy_caveat_follows_the_measured_cv(tmp_path):
+    import json
+
+    from training.report import accuracy_caveat
+
+    def write(name, mean_dice):
+        (tmp_path / f"{name}_cv.json").write_text(json.dumps({
+            "summary": {"mean_dice": mean_dice},
+            "fold_choices": [{"steps": 2000, "duration_s": 600.0}, {"steps": 2000, "duration_s": 900.0}]}))
+
+    assert "Not cross-validated" in accuracy_caveat(tmp_path)
+    write("unet", 0.12)
+    text = accuracy_caveat(tmp_path)
+    assert "unet 0.120: below the published baseline" in text and "2000 steps, 10-15 min per fold" in text
+    write("two_branch", 0.40)
+    assert "at or above the published baseline" in accuracy_caveat(tmp_path)

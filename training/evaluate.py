@@ -63,7 +63,10 @@ def evaluate_folds(name: str, data: Path, folds: list[list[str]], runs: Path) ->
         fold_dir = runs / "cv" / name / f"fold{i}"
         seg = Segmenter(weights_dir=fold_dir)
         cfg = json.loads((fold_dir / f"{name}.json").read_text())
-        chosen.append({"threshold": cfg["threshold"], "min_lesion_pixels": cfg["postprocess"]["min_lesion_pixels"]})
+        t = cfg.get("training", {})
+        chosen.append({"threshold": cfg["threshold"], "min_lesion_pixels": cfg["postprocess"]["min_lesion_pixels"],
+                       "steps": t.get("steps"), "duration_s": t.get("duration_s"),
+                       "best_step": cfg.get("metrics", {}).get("validation", {}).get("step")})
         for pid in test:
             images, truth = load_patient_png(data, index[pid])
             image = CTImage(array=images.astype(np.float32), intensity="display", kind="png", is_volume=True)

@@ -49,12 +49,40 @@ def per_patient_lines(reports: Path) -> str:
     return "\n".join(lines)
 
 
+BASELINE_DICE = 0.31  # Hssayeni et al. 2020, U-Net, 5-fold patient-level CV on this dataset
+
+
+def accuracy_caveat(reports: Path) -> str:
+    """The model-card bullet on how good the models are, from the measured CV reports."""
+    parts, minutes = [], []
+    for name in NAMES:
+        path = reports / f"{name}_cv.json"
+        if not path.exists():
+            continue
+        report = json.loads(path.read_text())
+        parts.append(f"{name} {_fmt(report['summary']['mean_dice'])}")
+        durations = [c.get("duration_s") for c in report.get("fold_choices", []) if c.get("duration_s")]
+        if durations:
+            steps = report["fold_choices"][0].get("steps")
+            minutes.append(f"{name} {steps} steps, {min(durations) / 60:.0f}-{max(durations) / 60:.0f} min per fold")
+    if not parts:
+        return "- **Not cross-validated.** No CV report was found; accuracy is unknown."
+    best = max(float(p.split()[-1]) for p in parts)
+    verdict = ("below" if best < BASELINE_DICE else "at or above")
+    return (f"- **Weak models.** Mean CV Dice {', '.join(parts)}: {verdict} the published baseline of this "
+            f"dataset ({BASELINE_DICE}) and far from a clinical tool; many bleeds are missed entirely (see the "
+            f"per-patient lines above). Training time was the limit ({'; '.join(minutes) or 'see the JSON'}, "
+            f"on a 2-core CPU). Treat a negative result as "
+            f"\"not found\", never as \"no bleed\".")
+
+
 def model_section(weights: Path, name: str) -> str:
     path = weights / f"{name}.json"
     if not path.exists():
         return f"### {name}\nNo weights shipped.\n"
     c = json.loads(path.read_text())
     t = c.get("training", {})
+    crops = f"{t['crop_size']} px crops" if t.get("crop_size") else "whole slices"
     return (f"### {name}\n"
             f"- Architecture: `{c['architecture']}` {json.dumps(c.get('arch_params', {}))}, input "
             f"{c['input_size'][0]}x{c['input_size'][1]}x{c['in_channels']} (the slice and its neighbours, "
@@ -62,9 +90,11 @@ def model_section(weights: Path, name: str) -> str:
             f"- Postprocessing: threshold {c['threshold']}, lesions smaller than "
             f"{c['postprocess']['min_lesion_pixels']} voxels (spacing unknown) or "
             f"{c['postprocess']['min_lesion_mm3']} mm³ (spacing known) removed, holes filled.\n"
-            f"- Training: {t.get('steps')} steps of {t.get('batch_size')} samples ({t.get('crop_size')} px crops), "
+            f"- Training: {t.get('steps')} steps of {t.get('batch_size')} samples ({crops}), "
             f"{t.get('optimizer')}, {t.get('loss')}, {len(t.get('train_patients', []))} patients, "
-            f"{t.get('device')}, {_fmt((t.get('duration_s') or 0) / 60, 1)} min on a 2-core CPU, seed {t.get('seed')}.\n"
+            f"{t.get('device')} ({t.get('dtype_policy', 'float32')}), BCE lesion weight {t.get('pos_weight', 1.0)}, "
+            f"{_fmt((t.get('duration_s') or 0) / 60, 1)} min on a 2-core CPU "
+            f"({t.get('cpu_threads') or 'all'} TensorFlow thread(s)), seed {t.get('seed')}.\n"
             f"- Augmentation: {t.get('augmentation')}.\n")
 
 
@@ -102,11 +132,7 @@ of the five folds' validation choices. Serving uses an ONNX export of the same w
 
 {models}
 ## Known limitations and failure modes
-- **Weak models.** Both are below the published baseline of this dataset (mean Dice 0.31): most bleeds
-  are missed entirely (see the per-patient lines above). Training was limited to ~9 (U-Net) and ~5
-  (two-branch) minutes per fold on a 2-core CPU; in two of the three U-Net folds that found bleeds the
-  validation Dice was still rising when training stopped. Treat a
-  negative result as "not found", never as "no bleed".
+{weak}
 - One scanner and one population (trauma); other scanners, children, post-operative heads, contrast
   studies and non-axial reconstructions were not evaluated.
 - Small and thin bleeds (thin subdural/epidural rims, small contusions, subarachnoid blood) are missed
@@ -134,7 +160,8 @@ def main(argv=None) -> None:
     (args.reports / "cv_table.md").write_text(table + "\n")
     models = "\n".join(model_section(args.weights, n) for n in NAMES)
     (args.weights / "MODEL_CARD.md").write_text(
-        CARD.format(table=table, models=models, per_patient=per_patient_lines(args.reports)))
+        CARD.format(table=table, models=models, per_patient=per_patient_lines(args.reports),
+                    weak=accuracy_caveat(args.reports)))
     print(table)
 
 

@@ -31,6 +31,15 @@ from .validate import validate  # noqa: E402
 ORIGINAL_SIZE = 512  # the ct-ich slices are 512 x 512
 
 
+def _cpu_threads() -> int | None:
+    """TensorFlow's intra-op thread limit (None: all cores, or another backend)."""
+    try:
+        import tensorflow as tf
+        return tf.config.threading.get_intra_op_parallelism_threads() or None
+    except ImportError:
+        return None
+
+
 def compiled_predict(model):
     """A compiled inference function (model.predict adds ~55 ms per call)."""
     try:
@@ -116,7 +125,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
     config["training"] = {
         "steps": steps, "batch_size": tcfg["batch_size"], "crop_size": crop, "learning_rate": tcfg["learning_rate"],
         "seed": seed, "device": device, "dtype_policy": policy,
-        "pos_weight": tcfg.get("pos_weight", 1.0), "duration_s": round(duration, 1),
+        "pos_weight": tcfg.get("pos_weight", 1.0), "cpu_threads": _cpu_threads(), "duration_s": round(duration, 1),
         "train_patients": [p.pid for p in train], "val_patients": [p.pid for p in val],
         "date": datetime.date.today().isoformat(), "loss": "bce (lesion pixels weighted by pos_weight) + soft dice", "optimizer": "adam, cosine decay",
         "sampling": "40% lesion slices, 60% lesion-free slices per batch; "
