@@ -66,3 +66,12 @@ def test_model_card_accuracy_caveat_follows_the_measured_cv(tmp_path):
     assert "unet 0.120: below the published baseline" in text and "2000 steps, 10-15 min per fold" in text
     write("two_branch", 0.40)
     assert "at or above the published baseline" in accuracy_caveat(tmp_path)
+
+
+def test_checkpoint_ties_go_to_the_later_checkpoint():
+    from training.train import improves
+
+    assert improves({"score": 0.0}, None)
+    assert improves({"score": 0.0}, {"score": 0.0})  # later checkpoint, same score: take it
+    assert improves({"score": 0.3}, {"score": 0.2})
+    assert not improves({"score": 0.1}, {"score": 0.2})

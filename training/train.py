@@ -40,6 +40,13 @@ def _cpu_threads() -> int | None:
         return None
 
 
+def improves(candidate: dict, best: dict | None) -> bool:
+    """Is a validation result at least as good as the best so far? Ties go to the later, longer-
+    trained checkpoint: with validation bleeds too small to find, every checkpoint scores 0 and a
+    strict ">" kept the first, untrained one (it predicted nothing on its test fold)."""
+    return best is None or candidate["score"] >= best["score"]
+
+
 def compiled_predict(model):
     """A compiled inference function (model.predict adds ~55 ms per call)."""
     try:
@@ -112,7 +119,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
                 state["history"].append(res)
                 log(f"[{config['name']}] val step {step}: score {res['score']:.3f} dice+ "
                     f"{res['dice_positive']} fp {res['fp_patients']} thr {res['threshold']} min {res['min_lesion_pixels']}")
-                if state["best"] is None or res["score"] > state["best"]["score"]:
+                if improves(res, state["best"]):
                     state["best"] = res
                     full.save_weights(out_dir / f"{config['name']}.weights.h5")
             model.save_weights(ckpt_dir / "last.weights.h5")
