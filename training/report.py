@@ -144,8 +144,8 @@ of the five folds' validation choices. Serving uses an ONNX export of the same w
   cross-validation times a typical 0.45 x 0.45 x 5 mm voxel (1.0125 mm³), since ct-ich does not record
   its pixel spacing.
 - A single slice (2D upload) uses the area of the central 5 mm slice of the smallest lesion kept (a sphere
-  of the minimum volume: ~40% of 3,200 voxels, ~60% of 800); the two-branch model's 3.2 mL minimum
-  still hides small bleeds.
+  of the minimum volume: ~40% of a 3,200-voxel minimum); the 3.2 mL minimum of the U-Net (1.6 mL for the
+  two-branch net), chosen by cross-validation to suppress false positives, hides small bleeds.
 - Volumes need real spacing: with PNG/JPG and no user spacing, `volume_ml` is null.
 """
 
