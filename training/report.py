@@ -15,17 +15,22 @@ def _fmt(value, digits=3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def cv_reports(reports: Path) -> dict[str, dict | None]:
+    """{model name: its reports/NAME_cv.json, or None when not measured}, in NAMES order."""
+    return {name: json.loads(path.read_text()) if (path := reports / f"{name}_cv.json").exists() else None
+            for name in NAMES}
+
+
 def cv_table(reports: Path) -> str:
     """Markdown table of the measured cross-validation metrics of every model with a report."""
     lines = ["| model | mean Dice (hemorrhage patients) | median Dice | mean IoU | median rel. volume diff. "
              "| slice sensitivity | slice specificity | false-positive patients (of lesion-free) |",
              "|---|---|---|---|---|---|---|---|"]
-    for name in NAMES:
-        path = reports / f"{name}_cv.json"
-        if not path.exists():
+    for name, report in cv_reports(reports).items():
+        if report is None:
             lines.append(f"| {name} | not measured | | | | | | |")
             continue
-        s = json.loads(path.read_text())["summary"]
+        s = report["summary"]
         lines.append(
             f"| {name} | {_fmt(s['mean_dice'])} | {_fmt(s['median_dice'])} | {_fmt(s['iou']['mean'])} "
             f"| {_fmt(s['relative_volume_difference']['median'])} | {_fmt(s['slice_sensitivity'])} "
@@ -36,12 +41,10 @@ def cv_table(reports: Path) -> str:
 def per_patient_lines(reports: Path) -> str:
     """One line per model: how many hemorrhage patients were missed (Dice 0) or found well."""
     lines = []
-    for name in NAMES:
-        path = reports / f"{name}_cv.json"
-        if not path.exists():
+    for name, report in cv_reports(reports).items():
+        if report is None:
             continue
-        scores = [p["dice"] for p in json.loads(path.read_text())["per_patient"].values()
-                  if p["has_lesion"]]
+        scores = [p["dice"] for p in report["per_patient"].values() if p["has_lesion"]]
         missed = sum(d == 0 for d in scores)
         good = sum(d >= 0.5 for d in scores)
         lines.append(f"- {name}: Dice 0 (bleed missed entirely) on {missed} of {len(scores)} hemorrhage "
@@ -54,21 +57,19 @@ BASELINE_DICE = 0.31  # Hssayeni et al. 2020, U-Net, 5-fold patient-level CV on 
 
 def accuracy_caveat(reports: Path) -> str:
     """The model-card bullet on how good the models are, from the measured CV reports."""
-    parts, minutes = [], []
-    for name in NAMES:
-        path = reports / f"{name}_cv.json"
-        if not path.exists():
+    parts, minutes, dices = [], [], []
+    for name, report in cv_reports(reports).items():
+        if report is None:
             continue
-        report = json.loads(path.read_text())
-        parts.append(f"{name} {_fmt(report['summary']['mean_dice'])}")
+        dices.append(report["summary"]["mean_dice"])
+        parts.append(f"{name} {_fmt(dices[-1])}")
         durations = [c.get("duration_s") for c in report.get("fold_choices", []) if c.get("duration_s")]
         if durations:
             steps = report["fold_choices"][0].get("steps")
             minutes.append(f"{name} {steps} steps, {min(durations) / 60:.0f}-{max(durations) / 60:.0f} min per fold")
     if not parts:
         return "- **Not cross-validated.** No CV report was found; accuracy is unknown."
-    best = max(float(p.split()[-1]) for p in parts)
-    verdict = ("below" if best < BASELINE_DICE else "at or above")
+    verdict = "below" if max(dices) < BASELINE_DICE else "at or above"
     return (f"- **Weak models.** Mean CV Dice {', '.join(parts)}: {verdict} the published baseline of this "
             f"dataset ({BASELINE_DICE}) and far from a clinical tool; many bleeds are missed entirely (see the "
             f"per-patient lines above). Training time was the limit ({'; '.join(minutes) or 'see the JSON'}, "
