@@ -6,7 +6,8 @@ For each fold: train on the other folds' patients (20% of them held out for earl
 the threshold / minimum-lesion-size choice), then segment every test patient's slices stacked
 into a (Z, 512, 512) volume with ``model.pipeline.Segmenter`` and score it against the
 radiologists' masks. Writes reports/NAME_cv.json and PNG figures. Resumable: a fold whose
-weights exist is not trained again.
+weights exist is not trained again; one trained for fewer steps than
+configured continues from its checkpoint.
 """
 from __future__ import annotations
 
@@ -16,24 +17,32 @@ from pathlib import Path
 
 import numpy as np
 
-from .configs import model_config
+from .configs import model_config, training_config
 from .device import set_threads
 from .data import load_dataset, load_patient_png, read_index, split_validation, stratified_folds
 from .metrics import dice, iou, relative_volume_difference, slice_detection, summarize
+
+
+def trained_steps(config_path: Path) -> int:
+    """Steps a fold's written weights were trained for (0 if none). A fold trained for fewer
+    steps than the config asks is continued from its checkpoint (``--runs``), not retrained."""
+    if not config_path.exists():
+        return 0
+    return int(json.loads(config_path.read_text()).get("training", {}).get("steps") or 0)
 
 
 def train_folds(name: str, data: Path, folds: list[list[str]], runs: Path, seed: int,
                 only: set[int] | None = None) -> None:
     from .train import train_model
 
-    config = model_config(name)
+    config, steps = model_config(name), int(training_config(name)["steps"])
     patients = {p.pid: p for p in load_dataset(data, tuple(config["input_size"]), cache_dir=runs / "cache")}
     positive = {pid for pid, p in patients.items() if p.has_lesion}
     for i, test in enumerate(folds):
         fold_dir = runs / "cv" / name / f"fold{i}"
         if only is not None and i not in only:
             continue
-        if (fold_dir / f"{name}.json").exists():
+        if trained_steps(fold_dir / f"{name}.json") >= steps:
             print(f"fold {i}: trained already ({fold_dir})")
             continue
         rest = [pid for pid in patients if pid not in test]
@@ -41,6 +50,33 @@ def train_folds(name: str, data: Path, folds: list[list[str]], runs: Path, seed:
         print(f"fold {i}: train {len(train_ids)} val {len(val_ids)} test {len(test)} patients", flush=True)
         train_model(name, [patients[p] for p in train_ids], [patients[p] for p in val_ids],
                     fold_dir, runs, seed=seed + i, log=lambda s: print(s, flush=True))
+
+
+def rechoose_postprocessing(name: str, data: Path, runs: Path, n_folds: int) -> None:
+    """Re-choose each trained fold's threshold / minimum lesion size on its own validation
+    patients with the current rule (``training.validate``), keeping the checkpoint it chose.
+    For folds trained before the rule changed; the test patients are not looked at."""
+    from model.networks import build_model
+
+    from .train import compiled_predict
+    from .validate import grid_scale, validate
+
+    config = model_config(name)
+    patients = {p.pid: p for p in load_dataset(data, tuple(config["input_size"]), cache_dir=runs / "cache")}
+    scale = grid_scale(config["input_size"])
+    for i in range(n_folds):
+        path = runs / "cv" / name / f"fold{i}" / f"{name}.json"
+        cfg = json.loads(path.read_text())
+        model = build_model(cfg)
+        model.load_weights(path.with_name(f"{name}.weights.h5"))
+        val = [patients[pid] for pid in cfg["training"]["val_patients"]]
+        res = validate(compiled_predict(model), val, cfg["context_slices"], scale)
+        old = (cfg["threshold"], cfg["postprocess"]["min_lesion_pixels"])
+        cfg["threshold"], cfg["postprocess"]["min_lesion_pixels"] = res["threshold"], res["min_lesion_pixels"]
+        step = cfg.setdefault("metrics", {}).get("validation", {}).get("step")
+        cfg["metrics"]["validation"] = {**res, "step": step, "rechosen_from": list(old)}
+        path.write_text(json.dumps(cfg, indent=2))
+        print(f"fold {i}: threshold/min size {old} -> {(res['threshold'], res['min_lesion_pixels'])}", flush=True)
 
 
 def score_patient(mask: np.ndarray, truth: np.ndarray, slice_area: list[int]) -> dict:
@@ -108,6 +144,8 @@ def main(argv=None) -> None:
     ap.add_argument("--train-only", action="store_true", help="train the folds, do not evaluate")
     ap.add_argument("--threads", type=int, default=None,
                     help="CPU threads for TensorFlow (default: all); see training/device.py")
+    ap.add_argument("--rechoose-postprocessing", action="store_true",
+                    help="re-choose trained folds' threshold/min size on their validation patients first")
     ap.add_argument("--only-folds", default=None,
                     help="comma-separated fold numbers to train (lets folds train in parallel processes)")
     args = ap.parse_args(argv)
@@ -120,6 +158,8 @@ def main(argv=None) -> None:
     train_folds(name, args.data, folds, args.runs, args.seed, only)
     if args.train_only:
         return
+    if args.rechoose_postprocessing:
+        rechoose_postprocessing(name, args.data, args.runs, args.folds)
     result = evaluate_folds(name, args.data, folds, args.runs)
     choices = result["fold_choices"]
     report = {"model": name, "folds": folds, "summary": summarize_cv(result["per_patient"]),

@@ -26,9 +26,7 @@ from .configs import model_config, training_config  # noqa: E402
 from .data import Patient, load_dataset  # noqa: E402
 from .device import set_threads, training_precision  # noqa: E402
 from .sampler import BalancedSampler, prefetch  # noqa: E402
-from .validate import validate  # noqa: E402
-
-ORIGINAL_SIZE = 512  # the ct-ich slices are 512 x 512
+from .validate import grid_scale, validate  # noqa: E402
 
 
 def _cpu_threads() -> int | None:
@@ -57,6 +55,23 @@ def compiled_predict(model):
         return lambda x: __import__("numpy").asarray(model(x, training=False))
 
 
+def lr_schedule(tcfg: dict, steps: int):
+    """Cosine decay to 2% of ``learning_rate`` over ``steps``; with ``lr_cycle_steps`` set, cosine
+    cycles of that length with warm restarts, each peak ``lr_cycle_decay`` times the last.
+
+    The first cycle is the same curve as a single cosine of ``lr_cycle_steps``, so a run trained
+    for one cycle continues from its checkpoint into the next one exactly as a fresh run would
+    (except the order of the random batches, which the sampler reseeds at the resumed step).
+    """
+    import keras
+
+    lr, cycle = tcfg["learning_rate"], int(tcfg.get("lr_cycle_steps") or steps)
+    if cycle >= steps:
+        return keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.02)
+    return keras.optimizers.schedules.CosineDecayRestarts(
+        lr, cycle, t_mul=1.0, m_mul=float(tcfg.get("lr_cycle_decay", 1.0)), alpha=0.02)
+
+
 def train_model(name: str, train: list[Patient], val: list[Patient], out_dir: Path, runs_dir: Path,
                 seed: int = 0, steps: int | None = None, log=None) -> dict:
     """Train ``name`` on ``train`` patients; early-stop/choose threshold on ``val`` if given.
@@ -82,22 +97,24 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
     crop = tcfg.get("crop_size")
     model = build_model({**config, "input_size": [crop, crop]} if crop else config)
     full = build_model(config) if crop else model  # same layers, whole-slice input
-    schedule = keras.optimizers.schedules.CosineDecay(tcfg["learning_rate"], steps, alpha=0.02)
+    schedule = lr_schedule(tcfg, steps)
     model.compile(optimizer=keras.optimizers.Adam(schedule),
                   loss=partial(bce_dice_loss, pos_weight=tcfg.get("pos_weight", 1.0)))
     ckpt_dir = Path(runs_dir) / f"{config['name']}_{out_dir.name}_s{seed}"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     state = {"step": 0, "best": None, "history": []}
+    # Built before loading: the checkpoint holds Adam's moments too, and Keras skips them
+    # (with a warning) when the optimizer has no variables yet.
+    model.optimizer.build(model.trainable_variables)
     if (ckpt_dir / "state.json").exists():
         state = json.loads((ckpt_dir / "state.json").read_text())
         model.load_weights(ckpt_dir / "last.weights.h5")
         log(f"resumed {config['name']} from step {state['step']}")
     sampler = BalancedSampler(train, tcfg["batch_size"], config["context_slices"], seed + state["step"],
                               crop_size=crop)
-    model.optimizer.build(model.trainable_variables)
     model.optimizer.iterations.assign(state["step"])
     predict = compiled_predict(full)
-    grid_scale = (ORIGINAL_SIZE / config["input_size"][0]) * (ORIGINAL_SIZE / config["input_size"][1])
+    scale = grid_scale(config["input_size"])
     out_dir.mkdir(parents=True, exist_ok=True)
     t0, batches, losses = time.time(), prefetch(sampler), []
     elapsed0 = state.get("elapsed_s", 0.0)
@@ -114,7 +131,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
             if full is not model:
                 full.set_weights(model.get_weights())
             if val:
-                res = validate(predict, val, config["context_slices"], grid_scale)
+                res = validate(predict, val, config["context_slices"], scale)
                 res["step"] = step
                 state["history"].append(res)
                 log(f"[{config['name']}] val step {step}: score {res['score']:.3f} dice+ "
@@ -131,10 +148,11 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
     duration = elapsed0 + time.time() - t0
     config["training"] = {
         "steps": steps, "batch_size": tcfg["batch_size"], "crop_size": crop, "learning_rate": tcfg["learning_rate"],
+        "lr_cycle_steps": tcfg.get("lr_cycle_steps"), "lr_cycle_decay": tcfg.get("lr_cycle_decay"),
         "seed": seed, "device": device, "dtype_policy": policy,
         "pos_weight": tcfg.get("pos_weight", 1.0), "cpu_threads": _cpu_threads(), "duration_s": round(duration, 1),
         "train_patients": [p.pid for p in train], "val_patients": [p.pid for p in val],
-        "date": datetime.date.today().isoformat(), "loss": "bce (lesion pixels weighted by pos_weight) + soft dice", "optimizer": "adam, cosine decay",
+        "date": datetime.date.today().isoformat(), "loss": "bce (lesion pixels weighted by pos_weight) + soft dice", "optimizer": "adam, cosine decay" + (" with warm restarts" if tcfg.get("lr_cycle_steps") else ""),
         "sampling": "40% lesion slices, 60% lesion-free slices per batch; "
                     + (f"{crop}x{crop} crops around a lesion pixel or inside the head" if crop
                        else "whole slices"),

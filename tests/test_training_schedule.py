@@ -1,0 +1,144 @@
+"""Learning-rate cycles and continuing a run from its checkpoint (tiny synthetic data)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from training.data import Patient
+
+
+def test_warm_restart_schedule_starts_as_one_cosine_cycle_then_restarts_lower():
+    pytest.importorskip("keras")
+    from training.train import lr_schedule
+
+    cycled = lr_schedule({"learning_rate": 2e-3, "lr_cycle_steps": 100, "lr_cycle_decay": 0.5}, 200)
+    single = lr_schedule({"learning_rate": 2e-3}, 100)
+    for step in (0, 1, 50, 99):                      # first cycle == a plain 100-step cosine
+        assert float(cycled(step)) == pytest.approx(float(single(step)), rel=1e-6)
+    assert float(cycled(99)) < 1e-4                  # decayed to the 2% floor ...
+    assert float(cycled(100)) == pytest.approx(1e-3, rel=0.05)   # ... restarts at half the peak
+    assert float(cycled(150)) < float(cycled(100))
+    no_cycle = lr_schedule({"learning_rate": 2e-3, "lr_cycle_steps": 500}, 200)  # cycle >= steps
+    assert float(no_cycle(199)) < 1e-4
+
+
+def _patients(size=32):
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(3):
+        images = rng.random((5, size, size)).astype(np.float16)
+        masks = np.zeros((5, size, size), np.float16)
+        masks[1:3, 8:16, 8:16] = i < 2
+        out.append(Patient(f"p{i}", images, masks))
+    return out
+
+
+def test_a_run_trained_for_fewer_steps_continues_from_its_checkpoint(tmp_path, monkeypatch, recwarn):
+    pytest.importorskip("keras")
+    import training.configs as configs
+    from training.evaluate import trained_steps
+    from training.train import train_model
+
+    monkeypatch.setitem(configs.BASE, "input_size", [32, 32])
+    monkeypatch.setitem(configs.MODELS["unet"], "arch_params",
+                        {"depth": 2, "base_filters": 4, "dropout": 0.0, "batch_norm": True})
+    tcfg = {"steps": 2, "batch_size": 4, "learning_rate": 1e-3, "val_every": 2,
+            "lr_cycle_steps": 2, "lr_cycle_decay": 0.5}
+    monkeypatch.setitem(configs.TRAINING, "unet", tcfg)
+    patients, out, runs = _patients(), tmp_path / "fold0", tmp_path / "runs"
+    assert trained_steps(out / "unet.json") == 0
+    train_model("unet", patients[:2], patients[2:], out, runs)
+    assert trained_steps(out / "unet.json") == 2
+
+    monkeypatch.setitem(configs.TRAINING, "unet", {**tcfg, "steps": 4})
+    logs: list[str] = []
+    config = train_model("unet", patients[:2], patients[2:], out, runs, log=logs.append)
+    assert "resumed unet from step 2" in logs
+    skipped = [w for w in recwarn if "Skipping variable loading for optimizer" in str(w.message)]
+    assert not skipped, "Adam's moments were not restored from the checkpoint"
+    assert not any("step 1/4" in line or "step 2/4" in line for line in logs)   # steps 1-2 not redone
+    assert trained_steps(out / "unet.json") == 4 == config["training"]["steps"]
+    assert config["training"]["lr_cycle_steps"] == 2
+    assert [h["step"] for h in config["metrics"]["history"]] == [2, 4]
+    state = json.loads((runs / "unet_fold0_s0" / "state.json").read_text())
+    assert state["step"] == 4
+
+
+def _lesion_with_rim(rim_voxels: int):
+    """A 72-voxel lesion at probability 0.99 plus ``rim_voxels`` false voxels at 0.55 beside it."""
+    truth = np.zeros((4, 16, 16), bool)
+    truth[1:3, 4:10, 4:10] = True
+    prob = np.where(truth, 0.99, 0.0).astype(np.float32)
+    rim = np.argwhere(np.zeros((4, 16, 16)) == 0)
+    rim = [tuple(v) for v in rim if not truth[tuple(v)] and truth[v[0]].any()
+           and 3 <= v[1] <= 10 and 3 <= v[2] <= 10][:rim_voxels]
+    for v in rim:
+        prob[v] = 0.55
+    return prob, truth
+
+
+def test_postprocessing_choice_takes_the_cut_nearest_one_half_on_a_flat_score_surface():
+    from training.validate import TOLERANCE, choose_postprocessing
+
+    prob, truth = _lesion_with_rim(1)             # Dice 0.993 at thresholds <= 0.5, 1.0 above
+    chosen = choose_postprocessing([prob], [truth], 1.0)
+    assert chosen["score"] == 1.0                 # checkpoints are still ranked by the best point
+    assert chosen["threshold"] == 0.5 and chosen["point_score"] == pytest.approx(144 / 145)
+    assert chosen["point_score"] >= chosen["score"] - TOLERANCE
+
+    prob, truth = _lesion_with_rim(20)            # Dice 0.88 at 0.5: outside the tolerance
+    chosen = choose_postprocessing([prob], [truth], 1.0)
+    assert chosen["threshold"] == 0.6 and chosen["point_score"] == 1.0
+
+
+def _tiny_png_dataset(root, size=32):
+    """slices.csv + images/masks PNGs of two synthetic patients (one with a bright 'bleed')."""
+    from PIL import Image
+
+    rows, rng = [], np.random.default_rng(0)
+    for pid, lesion in (("001", True), ("002", False)):
+        for z in range(4):
+            img = (rng.random((size, size)) * 60 + 40).astype(np.uint8)
+            msk = np.zeros((size, size), np.uint8)
+            if lesion and z in (1, 2):
+                msk[10:18, 10:18] = 255
+                img[msk > 0] = 220
+            for kind, arr in (("images", img), ("masks", msk)):
+                (root / kind / pid).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr).save(root / kind / pid / f"{z}.png")
+            rows.append(f"{pid},{z},images/{pid}/{z}.png,masks/{pid}/{z}.png,{int((msk > 0).sum())},{int(msk.any())}")
+    (root / "slices.csv").write_text("patient,slice,image,mask,mask_pixels,hemorrhage\n" + "\n".join(rows) + "\n")
+
+
+def test_rechoosing_postprocessing_keeps_the_checkpoint_and_records_the_old_choice(tmp_path, monkeypatch):
+    pytest.importorskip("keras")
+    import training.configs as configs
+    from model.config import file_sha256
+    from model.networks import build_model
+    from training.evaluate import rechoose_postprocessing
+    from training.validate import THRESHOLDS, TOLERANCE
+
+    monkeypatch.setitem(configs.BASE, "input_size", [32, 32])
+    monkeypatch.setitem(configs.MODELS["unet"], "arch_params",
+                        {"depth": 2, "base_filters": 4, "dropout": 0.0, "batch_norm": True})
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    _tiny_png_dataset(data)
+    fold = runs / "cv" / "unet" / "fold0"
+    fold.mkdir(parents=True)
+    cfg = configs.model_config("unet")
+    cfg.update(threshold=0.97, training={"val_patients": ["001", "002"]}, metrics={"validation": {"step": 7}})
+    cfg["postprocess"]["min_lesion_pixels"] = 3200
+    build_model(cfg).save_weights(fold / "unet.weights.h5")
+    (fold / "unet.json").write_text(json.dumps(cfg))
+    sha = file_sha256(fold / "unet.weights.h5")
+
+    rechoose_postprocessing("unet", data, runs, n_folds=1)
+    new = json.loads((fold / "unet.json").read_text())
+    val = new["metrics"]["validation"]
+    assert val["step"] == 7 and val["rechosen_from"] == [0.97, 3200]
+    assert new["threshold"] == val["threshold"] in THRESHOLDS
+    assert new["postprocess"]["min_lesion_pixels"] == val["min_lesion_pixels"]
+    assert val["point_score"] >= val["score"] - TOLERANCE
+    assert file_sha256(fold / "unet.weights.h5") == sha           # the checkpoint is untouched
