@@ -144,6 +144,8 @@ def main(argv=None) -> None:
     ap.add_argument("--train-only", action="store_true", help="train the folds, do not evaluate")
     ap.add_argument("--threads", type=int, default=None,
                     help="CPU threads for TensorFlow (default: all); see training/device.py")
+    ap.add_argument("--evaluate-only", action="store_true",
+                    help="evaluate the folds as trained, even those trained for fewer steps than configured")
     ap.add_argument("--rechoose-postprocessing", action="store_true",
                     help="re-choose trained folds' threshold/min size on their validation patients first")
     ap.add_argument("--only-folds", default=None,
@@ -155,7 +157,8 @@ def main(argv=None) -> None:
     positive = {pid for pid, rows in index.items() if any(int(r["mask_pixels"]) > 0 for r in rows)}
     folds = stratified_folds(list(index), positive, args.folds, args.seed)
     only = {int(f) for f in args.only_folds.split(",")} if args.only_folds else None
-    train_folds(name, args.data, folds, args.runs, args.seed, only)
+    if not args.evaluate_only:
+        train_folds(name, args.data, folds, args.runs, args.seed, only)
     if args.train_only:
         return
     if args.rechoose_postprocessing:

@@ -77,6 +77,15 @@ def accuracy_caveat(reports: Path) -> str:
             f"\"not found\", never as \"no bleed\".")
 
 
+def _cycles(t: dict) -> str:
+    """' (2 cycles of 2000 steps, peak lr 0.002 then x0.5 per cycle)' for a warm-restart schedule."""
+    if not t.get("lr_cycle_steps") or not t.get("steps"):
+        return f" (peak lr {t['learning_rate']})" if t.get("learning_rate") else ""
+    n = -(-int(t["steps"]) // int(t["lr_cycle_steps"]))
+    return (f" ({n} cycles of {t['lr_cycle_steps']} steps, peak lr {t.get('learning_rate')} then "
+            f"x{t.get('lr_cycle_decay')} per cycle)")
+
+
 def model_section(weights: Path, name: str) -> str:
     path = weights / f"{name}.json"
     if not path.exists():
@@ -92,7 +101,7 @@ def model_section(weights: Path, name: str) -> str:
             f"{c['postprocess']['min_lesion_pixels']} voxels (spacing unknown) or "
             f"{c['postprocess']['min_lesion_mm3']} mm³ (spacing known) removed, holes filled.\n"
             f"- Training: {t.get('steps')} steps of {t.get('batch_size')} samples ({crops}), "
-            f"{t.get('optimizer')}, {t.get('loss')}, {len(t.get('train_patients', []))} patients, "
+            f"{t.get('optimizer')}{_cycles(t)}, {t.get('loss')}, {len(t.get('train_patients', []))} patients, "
             f"{t.get('device')} ({t.get('dtype_policy', 'float32')}), BCE lesion weight {t.get('pos_weight', 1.0)}, "
             f"{_fmt((t.get('duration_s') or 0) / 60, 1)} min on a 2-core CPU "
             f"({t.get('cpu_threads') or 'all'} TensorFlow thread(s)), seed {t.get('seed')}.\n"
@@ -113,8 +122,9 @@ hemorrhage masks by two radiologists (all subtypes merged). 29 patients have hem
 ## Cross-validation (5 folds, split by patient, stratified by has-hemorrhage)
 Each fold trains on the other four folds (20% of those patients held out for early stopping and for
 choosing the threshold and minimum lesion size by their mean per-patient Dice on hemorrhage patients
-minus 0.25 x the share of lesion-free patients with a false positive), then the held-out patients'
-slices are stacked into volumes and segmented by the same pipeline the CLI and the web service use.
+minus 0.25 x the share of lesion-free patients with a false positive: the best-scoring checkpoint, and
+of its threshold / size grid the point nearest a threshold of 0.5 within 0.02 of its best score), then
+the held-out patients' slices are stacked into volumes and segmented by the same pipeline the CLI and the web service use.
 Dice is 3D per patient on the 512x512 grid, averaged over hemorrhage patients; relative volume
 difference is |V_pred - V_true| / V_true in voxels; a false-positive patient is a lesion-free patient
 with any predicted lesion after postprocessing.
