@@ -59,11 +59,11 @@ def rechoose_postprocessing(name: str, data: Path, runs: Path, n_folds: int) -> 
     from model.networks import build_model
 
     from .train import compiled_predict
-    from .validate import grid_scale, validate
+    from .validate import grid_scale_for, validate
 
     config = model_config(name)
     patients = {p.pid: p for p in load_dataset(data, tuple(config["input_size"]), cache_dir=runs / "cache")}
-    scale = grid_scale(config["input_size"])
+    scale = grid_scale_for(config["input_size"])
     for i in range(n_folds):
         path = runs / "cv" / name / f"fold{i}" / f"{name}.json"
         cfg = json.loads(path.read_text())

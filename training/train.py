@@ -26,7 +26,7 @@ from .configs import model_config, training_config  # noqa: E402
 from .data import Patient, load_dataset  # noqa: E402
 from .device import set_threads, training_precision  # noqa: E402
 from .sampler import BalancedSampler, prefetch  # noqa: E402
-from .validate import grid_scale, validate  # noqa: E402
+from .validate import grid_scale_for, validate  # noqa: E402
 
 
 def _cpu_threads() -> int | None:
@@ -114,7 +114,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
                               crop_size=crop)
     model.optimizer.iterations.assign(state["step"])
     predict = compiled_predict(full)
-    scale = grid_scale(config["input_size"])
+    scale = grid_scale_for(config["input_size"])
     out_dir.mkdir(parents=True, exist_ok=True)
     t0, batches, losses = time.time(), prefetch(sampler), []
     elapsed0 = state.get("elapsed_s", 0.0)

@@ -34,7 +34,7 @@ TOLERANCE = 0.02
 ORIGINAL_SIZE = 512  # the ct-ich slices are 512 x 512
 
 
-def grid_scale(input_size) -> float:
+def grid_scale_for(input_size) -> float:
     """Original-grid (512 x 512) voxels per model-grid voxel: min sizes are counted on the former."""
     return (ORIGINAL_SIZE / input_size[0]) * (ORIGINAL_SIZE / input_size[1])
 
