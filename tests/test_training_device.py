@@ -1,6 +1,8 @@
 """Training precision/threads setup and the weighted loss."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,12 @@ def test_checkpoint_ties_go_to_the_later_checkpoint():
     assert improves({"score": 0.0}, {"score": 0.0})  # later checkpoint, same score: take it
     assert improves({"score": 0.3}, {"score": 0.2})
     assert not improves({"score": 0.1}, {"score": 0.2})
+
+
+def test_model_card_minimum_sizes_come_from_the_shipped_configs(tmp_path):
+    from training.report import min_sizes
+
+    assert min_sizes(tmp_path) == "none shipped"
+    (tmp_path / "unet.json").write_text(json.dumps({"postprocess": {"min_lesion_mm3": 3240.0}}))
+    (tmp_path / "two_branch.json").write_text(json.dumps({"postprocess": {"min_lesion_mm3": 810.0}}))
+    assert min_sizes(tmp_path) == "unet 3.2 mL, two_branch 0.8 mL"

@@ -155,10 +155,21 @@ of the five folds' validation choices. Serving uses an ONNX export of the same w
   cross-validation times a typical 0.45 x 0.45 x 5 mm voxel (1.0125 mm³), since ct-ich does not record
   its pixel spacing.
 - A single slice (2D upload) uses the area of the central 5 mm slice of the smallest lesion kept (a sphere
-  of the minimum volume: ~40% of a 3,200-voxel minimum); the 3.2 mL minimum of the U-Net (1.6 mL for the
-  two-branch net), chosen by cross-validation to suppress false positives, hides small bleeds.
+  of the minimum volume: ~40% of a 3,200-voxel minimum); the minimum lesion sizes ({min_sizes}), chosen by
+  cross-validation to suppress false positives, hide small bleeds.
 - Volumes need real spacing: with PNG/JPG and no user spacing, `volume_ml` is null.
 """
+
+
+def min_sizes(weights: Path) -> str:
+    """'unet 3.2 mL, two_branch 0.8 mL': each shipped model's minimum lesion volume (spacing known)."""
+    parts = []
+    for name in NAMES:
+        path = weights / f"{name}.json"
+        if path.exists():
+            mm3 = json.loads(path.read_text())["postprocess"]["min_lesion_mm3"]
+            parts.append(f"{name} {mm3 / 1000:.1f} mL")
+    return ", ".join(parts) or "none shipped"
 
 
 def main(argv=None) -> None:
@@ -172,7 +183,7 @@ def main(argv=None) -> None:
     models = "\n".join(model_section(args.weights, n) for n in NAMES)
     (args.weights / "MODEL_CARD.md").write_text(
         CARD.format(table=table, models=models, per_patient=per_patient_lines(args.reports),
-                    weak=accuracy_caveat(args.reports)))
+                    weak=accuracy_caveat(args.reports), min_sizes=min_sizes(args.weights)))
     print(table)
 
 
