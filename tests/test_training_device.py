@@ -53,7 +53,6 @@ def test_pos_weight_raises_the_cost_of_a_missed_lesion_only():
 
 
 def test_model_card_accuracy_caveat_follows_the_measured_cv(tmp_path):
-    import json
 
     from training.report import accuracy_caveat
 
