@@ -46,6 +46,32 @@ def write_tiny_model(weights_dir: Path, name: str, seed: int = 0) -> dict:
     return config
 
 
+@pytest.fixture
+def tiny_training(monkeypatch):
+    """``training.configs`` patched to 32x32 inputs and the tiny U-Net (tests set TRAINING)."""
+    pytest.importorskip("keras")
+    import training.configs as configs
+
+    monkeypatch.setitem(configs.BASE, "input_size", [32, 32])
+    monkeypatch.setitem(configs.MODELS["unet"], "arch_params", dict(TINY_ARCH["unet"]))
+    return configs
+
+
+@pytest.fixture
+def synthetic_patients():
+    """Three random 5x32x32 training patients; the first two have an 8x8 lesion on slices 1-2."""
+    from training.data import Patient
+
+    rng = np.random.default_rng(0)
+    patients = []
+    for i in range(3):
+        images = rng.random((5, 32, 32)).astype(np.float16)
+        masks = np.zeros((5, 32, 32), np.float16)
+        masks[1:3, 8:16, 8:16] = i < 2
+        patients.append(Patient(f"p{i}", images, masks))
+    return patients
+
+
 @pytest.fixture(scope="session")
 def tiny_weights_dir(tmp_path_factory) -> Path:
     """Read-only dir with tiny unet and two_branch Keras weights (no ONNX)."""

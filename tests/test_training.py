@@ -80,22 +80,11 @@ def test_sampler_balances_lesion_slices_and_shapes():
     assert int((y.reshape(8, -1).max(axis=1) > 0).sum()) == round(8 * sampler.positive_fraction)
 
 
-def test_one_training_step_writes_weights_and_config(tmp_path, monkeypatch):
-    pytest.importorskip("keras")
-    import training.configs as configs
+def test_one_training_step_writes_weights_and_config(tmp_path, monkeypatch, tiny_training, synthetic_patients):
     from training.train import train_model
 
-    monkeypatch.setitem(configs.BASE, "input_size", [32, 32])
-    monkeypatch.setitem(configs.MODELS["unet"], "arch_params",
-                        {"depth": 2, "base_filters": 4, "dropout": 0.0, "batch_norm": True})
-    monkeypatch.setitem(configs.TRAINING, "unet", {"steps": 2, "batch_size": 4, "learning_rate": 1e-3, "val_every": 2})
-    rng = np.random.default_rng(0)
-    patients = []
-    for i in range(3):
-        images = rng.random((5, 32, 32)).astype(np.float16)
-        masks = np.zeros((5, 32, 32), np.float16)
-        masks[1:3, 8:16, 8:16] = i < 2
-        patients.append(Patient(f"p{i}", images, masks))
+    monkeypatch.setitem(tiny_training.TRAINING, "unet", {"steps": 2, "batch_size": 4, "learning_rate": 1e-3, "val_every": 2})
+    patients = synthetic_patients
     config = train_model("unet", patients[:2], patients[2:], tmp_path / "w", tmp_path / "runs", steps=2)
     assert (tmp_path / "w" / "unet.weights.h5").stat().st_size > 0
     written = json.loads((tmp_path / "w" / "unet.json").read_text())

@@ -6,8 +6,6 @@ import json
 import numpy as np
 import pytest
 
-from training.data import Patient
-
 
 def test_warm_restart_schedule_starts_as_one_cosine_cycle_then_restarts_lower():
     pytest.importorskip("keras")
@@ -24,35 +22,20 @@ def test_warm_restart_schedule_starts_as_one_cosine_cycle_then_restarts_lower():
     assert float(no_cycle(199)) < 1e-4
 
 
-def _patients(size=32):
-    rng = np.random.default_rng(0)
-    out = []
-    for i in range(3):
-        images = rng.random((5, size, size)).astype(np.float16)
-        masks = np.zeros((5, size, size), np.float16)
-        masks[1:3, 8:16, 8:16] = i < 2
-        out.append(Patient(f"p{i}", images, masks))
-    return out
-
-
-def test_a_run_trained_for_fewer_steps_continues_from_its_checkpoint(tmp_path, monkeypatch, recwarn):
-    pytest.importorskip("keras")
-    import training.configs as configs
+def test_a_run_trained_for_fewer_steps_continues_from_its_checkpoint(tmp_path, monkeypatch, recwarn,
+                                                                      tiny_training, synthetic_patients):
     from training.evaluate import trained_steps
     from training.train import train_model
 
-    monkeypatch.setitem(configs.BASE, "input_size", [32, 32])
-    monkeypatch.setitem(configs.MODELS["unet"], "arch_params",
-                        {"depth": 2, "base_filters": 4, "dropout": 0.0, "batch_norm": True})
     tcfg = {"steps": 2, "batch_size": 4, "learning_rate": 1e-3, "val_every": 2,
             "lr_cycle_steps": 2, "lr_cycle_decay": 0.5}
-    monkeypatch.setitem(configs.TRAINING, "unet", tcfg)
-    patients, out, runs = _patients(), tmp_path / "fold0", tmp_path / "runs"
+    monkeypatch.setitem(tiny_training.TRAINING, "unet", tcfg)
+    patients, out, runs = synthetic_patients, tmp_path / "fold0", tmp_path / "runs"
     assert trained_steps(out / "unet.json") == 0
     train_model("unet", patients[:2], patients[2:], out, runs)
     assert trained_steps(out / "unet.json") == 2
 
-    monkeypatch.setitem(configs.TRAINING, "unet", {**tcfg, "steps": 4})
+    monkeypatch.setitem(tiny_training.TRAINING, "unet", {**tcfg, "steps": 4})
     logs: list[str] = []
     config = train_model("unet", patients[:2], patients[2:], out, runs, log=logs.append)
     assert "resumed unet from step 2" in logs
@@ -67,15 +50,15 @@ def test_a_run_trained_for_fewer_steps_continues_from_its_checkpoint(tmp_path, m
 
 
 def _lesion_with_rim(rim_voxels: int):
-    """A 72-voxel lesion at probability 0.99 plus ``rim_voxels`` false voxels at 0.55 beside it."""
+    """A 72-voxel lesion at probability 0.99 plus ``rim_voxels`` false voxels at 0.55 around it."""
+    from scipy import ndimage
+
     truth = np.zeros((4, 16, 16), bool)
     truth[1:3, 4:10, 4:10] = True
     prob = np.where(truth, 0.99, 0.0).astype(np.float32)
-    rim = np.argwhere(np.zeros((4, 16, 16)) == 0)
-    rim = [tuple(v) for v in rim if not truth[tuple(v)] and truth[v[0]].any()
-           and 3 <= v[1] <= 10 and 3 <= v[2] <= 10][:rim_voxels]
-    for v in rim:
-        prob[v] = 0.55
+    ring = ndimage.binary_dilation(truth, np.ones((1, 3, 3), bool)) & ~truth   # in-plane ring
+    for v in np.argwhere(ring)[:rim_voxels]:
+        prob[tuple(v)] = 0.55
     return prob, truth
 
 
@@ -112,22 +95,17 @@ def _tiny_png_dataset(root, size=32):
     (root / "slices.csv").write_text("patient,slice,image,mask,mask_pixels,hemorrhage\n" + "\n".join(rows) + "\n")
 
 
-def test_rechoosing_postprocessing_keeps_the_checkpoint_and_records_the_old_choice(tmp_path, monkeypatch):
-    pytest.importorskip("keras")
-    import training.configs as configs
+def test_rechoosing_postprocessing_keeps_the_checkpoint_and_records_the_old_choice(tmp_path, tiny_training):
     from model.config import file_sha256
     from model.networks import build_model
     from training.evaluate import rechoose_postprocessing
     from training.validate import THRESHOLDS, TOLERANCE
 
-    monkeypatch.setitem(configs.BASE, "input_size", [32, 32])
-    monkeypatch.setitem(configs.MODELS["unet"], "arch_params",
-                        {"depth": 2, "base_filters": 4, "dropout": 0.0, "batch_norm": True})
     data, runs = tmp_path / "data", tmp_path / "runs"
     _tiny_png_dataset(data)
     fold = runs / "cv" / "unet" / "fold0"
     fold.mkdir(parents=True)
-    cfg = configs.model_config("unet")
+    cfg = tiny_training.model_config("unet")
     cfg.update(threshold=0.97, training={"val_patients": ["001", "002"]}, metrics={"validation": {"step": 7}})
     cfg["postprocess"]["min_lesion_pixels"] = 3200
     build_model(cfg).save_weights(fold / "unet.weights.h5")

@@ -134,8 +134,9 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
                 res = validate(predict, val, config["context_slices"], scale)
                 res["step"] = step
                 state["history"].append(res)
-                log(f"[{config['name']}] val step {step}: score {res['score']:.3f} dice+ "
-                    f"{res['dice_positive']} fp {res['fp_patients']} thr {res['threshold']} min {res['min_lesion_pixels']}")
+                log(f"[{config['name']}] val step {step}: score {res['score']:.3f}; chosen thr {res['threshold']} "
+                    f"min {res['min_lesion_pixels']}: score {res['point_score']:.3f} dice+ {res['dice_positive']} "
+                    f"fp {res['fp_patients']}")
                 if improves(res, state["best"]):
                     state["best"] = res
                     full.save_weights(out_dir / f"{config['name']}.weights.h5")
