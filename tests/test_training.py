@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from training.augment import augment, dihedral
-from training.data import Patient, load_dataset, stratified_folds, split_validation
+from training.data import load_dataset, stratified_folds, split_validation
 from training.metrics import dice, iou, relative_volume_difference, slice_detection
 from training.sampler import BalancedSampler
 
@@ -65,16 +65,8 @@ def test_random_augmentation_keeps_mask_on_the_bright_blob():
         assert inside.size and inside.mean() > outside.mean() + 0.4
 
 
-def test_sampler_balances_lesion_slices_and_shapes():
-    rng = np.random.default_rng(1)
-    patients = []
-    for i in range(4):
-        images = rng.random((6, 32, 32)).astype(np.float16)
-        masks = np.zeros((6, 32, 32), np.float16)
-        if i < 2:
-            masks[2, 10:15, 10:15] = 1
-        patients.append(Patient(f"p{i}", images, masks))
-    sampler = BalancedSampler(patients, 8, context=1, seed=0, augment_data=False)
+def test_sampler_balances_lesion_slices_and_shapes(synthetic_patients):
+    sampler = BalancedSampler(synthetic_patients, 8, context=1, seed=0, augment_data=False)
     x, y = sampler.batch()
     assert x.shape == (8, 32, 32, 3) and y.shape == (8, 32, 32, 1)
     assert int((y.reshape(8, -1).max(axis=1) > 0).sum()) == round(8 * sampler.positive_fraction)
