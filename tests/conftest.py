@@ -151,3 +151,26 @@ def real_data_dir() -> Path:
     if not (DATA_DIR / "ct-ich" / "slices.csv").is_file():
         pytest.skip(f"real data not found at {DATA_DIR.resolve()} (../shared/data next to the repo)")
     return DATA_DIR
+
+
+@pytest.fixture
+def tiny_png_dataset(tmp_path):
+    """A ct-ich-like folder (slices.csv + images/masks PNGs, 32x32) of two synthetic patients:
+    001 with a bright 'bleed' (grey 220 on noise of 40-100) on slices 1-2, 002 without."""
+    size, root = 32, tmp_path / "data"
+    from PIL import Image
+
+    rows, rng = [], np.random.default_rng(0)
+    for pid, lesion in (("001", True), ("002", False)):
+        for z in range(4):
+            img = (rng.random((size, size)) * 60 + 40).astype(np.uint8)
+            msk = np.zeros((size, size), np.uint8)
+            if lesion and z in (1, 2):
+                msk[10:18, 10:18] = 255
+                img[msk > 0] = 220
+            for kind, arr in (("images", img), ("masks", msk)):
+                (root / kind / pid).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr).save(root / kind / pid / f"{z}.png")
+            rows.append(f"{pid},{z},images/{pid}/{z}.png,masks/{pid}/{z}.png,{int((msk > 0).sum())},{int(msk.any())}")
+    (root / "slices.csv").write_text("patient,slice,image,mask,mask_pixels,hemorrhage\n" + "\n".join(rows) + "\n")
+    return root

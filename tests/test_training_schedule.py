@@ -18,6 +18,11 @@ def test_warm_restart_schedule_starts_as_one_cosine_cycle_then_restarts_lower():
     assert float(cycled(99)) < 1e-4                  # decayed to the 2% floor ...
     assert float(cycled(100)) == pytest.approx(1e-3, rel=0.05)   # ... restarts at half the peak
     assert float(cycled(150)) < float(cycled(100))
+    shorter = lr_schedule({"learning_rate": 2e-3, "lr_cycle_steps": 100, "lr_cycle_decay": 0.25,
+                           "lr_cycle_mul": 0.5}, 150)       # a 100-step cycle, then a 50-step one
+    assert float(shorter(99)) == pytest.approx(float(single(99)), rel=1e-6)
+    assert float(shorter(100)) == pytest.approx(2e-3 * (0.25 * 0.98 + 0.02), rel=1e-3)  # floor: 2% of 2e-3
+    assert float(shorter(149)) < 5e-5 < float(shorter(125))     # the second cycle anneals by step 150
     no_cycle = lr_schedule({"learning_rate": 2e-3, "lr_cycle_steps": 500}, 200)  # cycle >= steps
     assert float(no_cycle(199)) < 1e-4
 
@@ -76,33 +81,14 @@ def test_postprocessing_choice_takes_the_cut_nearest_one_half_on_a_flat_score_su
     assert chosen["threshold"] == 0.6 and chosen["point_score"] == 1.0
 
 
-def _tiny_png_dataset(root, size=32):
-    """slices.csv + images/masks PNGs of two synthetic patients (one with a bright 'bleed')."""
-    from PIL import Image
-
-    rows, rng = [], np.random.default_rng(0)
-    for pid, lesion in (("001", True), ("002", False)):
-        for z in range(4):
-            img = (rng.random((size, size)) * 60 + 40).astype(np.uint8)
-            msk = np.zeros((size, size), np.uint8)
-            if lesion and z in (1, 2):
-                msk[10:18, 10:18] = 255
-                img[msk > 0] = 220
-            for kind, arr in (("images", img), ("masks", msk)):
-                (root / kind / pid).mkdir(parents=True, exist_ok=True)
-                Image.fromarray(arr).save(root / kind / pid / f"{z}.png")
-            rows.append(f"{pid},{z},images/{pid}/{z}.png,masks/{pid}/{z}.png,{int((msk > 0).sum())},{int(msk.any())}")
-    (root / "slices.csv").write_text("patient,slice,image,mask,mask_pixels,hemorrhage\n" + "\n".join(rows) + "\n")
-
-
-def test_rechoosing_postprocessing_keeps_the_checkpoint_and_records_the_old_choice(tmp_path, tiny_training):
+def test_rechoosing_postprocessing_keeps_the_checkpoint_and_records_the_old_choice(tmp_path, tiny_training,
+                                                                                   tiny_png_dataset):
     from model.config import file_sha256
     from model.networks import build_model
     from training.evaluate import rechoose_postprocessing
     from training.validate import THRESHOLDS, TOLERANCE
 
-    data, runs = tmp_path / "data", tmp_path / "runs"
-    _tiny_png_dataset(data)
+    data, runs = tiny_png_dataset, tmp_path / "runs"
     fold = runs / "cv" / "unet" / "fold0"
     fold.mkdir(parents=True)
     cfg = tiny_training.model_config("unet")

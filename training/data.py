@@ -16,6 +16,9 @@ from PIL import Image
 
 from model.preprocess import Window, resize_slices, to_unit_range
 
+# The window the ct-ich PNGs were exported with (level, width in HU; see the data's README).
+PNG_WINDOW_HU = (40.0, 120.0)
+
 
 @dataclass
 class Patient:
@@ -86,6 +89,14 @@ def stratified_folds(pids: list[str], positive: set[str], k: int, seed: int) -> 
             folds[dealt % k].append(str(pid))
             dealt += 1
     return [sorted(f) for f in folds]
+
+
+def dataset_folds(data_dir: Path, k: int, seed: int) -> list[list[str]]:
+    """The cross-validation folds of the dataset in ``data_dir``: ``k`` patient-id lists,
+    stratified by has-hemorrhage (any slice with mask pixels)."""
+    index = read_index(data_dir)
+    positive = {pid for pid, rows in index.items() if any(int(r["mask_pixels"]) > 0 for r in rows)}
+    return stratified_folds(list(index), positive, k, seed)
 
 
 def split_validation(pids: list[str], positive: set[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:

@@ -19,8 +19,10 @@ import numpy as np
 
 from .configs import model_config, training_config
 from .device import set_threads
-from .data import load_dataset, load_patient_png, read_index, split_validation, stratified_folds
-from .metrics import dice, iou, relative_volume_difference, slice_detection, summarize
+from .data import (PNG_WINDOW_HU, dataset_folds, load_dataset, load_patient_png, read_index,
+                   split_validation)
+from .metrics import (dice, dice_by_contrast, iou, lesion_contrast_hu, relative_volume_difference,
+                      slice_detection, summarize)
 
 
 def trained_steps(config_path: Path) -> int:
@@ -79,9 +81,10 @@ def rechoose_postprocessing(name: str, data: Path, runs: Path, n_folds: int) -> 
         print(f"fold {i}: threshold/min size {old} -> {(res['threshold'], res['min_lesion_pixels'])}", flush=True)
 
 
-def score_patient(mask: np.ndarray, truth: np.ndarray, slice_area: list[int]) -> dict:
+def score_patient(mask: np.ndarray, truth: np.ndarray, slice_area: list[int],
+                  contrast_hu: float | None = None) -> dict:
     """Metrics of one patient: (Z, Y, X) predicted and true masks."""
-    return {"dice": dice(mask, truth), "iou": iou(mask, truth),
+    return {"dice": dice(mask, truth), "iou": iou(mask, truth), "lesion_contrast_hu": contrast_hu,
             "rvd": relative_volume_difference(mask, truth), "pred_voxels": int(mask.sum()),
             "true_voxels": int(truth.sum()), "has_lesion": bool(truth.any()),
             "false_positive_patient": bool(not truth.any() and mask.any()),
@@ -108,7 +111,8 @@ def evaluate_folds(name: str, data: Path, folds: list[list[str]], runs: Path) ->
             image = CTImage(array=images.astype(np.float32), intensity="display", kind="png", is_volume=True)
             result = seg.segment_image(image, model=name, name=pid)
             areas = [int(a) for a in result.mask.reshape(len(result.mask), -1).sum(axis=1)]
-            per_patient[pid] = {"fold": i, **score_patient(result.mask, truth, areas)}
+            contrast = lesion_contrast_hu(images, truth, *PNG_WINDOW_HU)
+            per_patient[pid] = {"fold": i, **score_patient(result.mask, truth, areas, contrast)}
             print(f"fold {i} patient {pid}: dice {per_patient[pid]['dice']:.3f} "
                   f"pred {per_patient[pid]['pred_voxels']} true {per_patient[pid]['true_voxels']}", flush=True)
     return {"per_patient": per_patient, "fold_choices": chosen}
@@ -125,6 +129,7 @@ def summarize_cv(per_patient: dict) -> dict:
         "mean_dice": float(np.mean([m["dice"] for m in pos])) if pos else None,
         "median_dice": float(np.median([m["dice"] for m in pos])) if pos else None,
         "false_positive_patients": sum(m["false_positive_patient"] for m in neg),
+        "dice_by_lesion_contrast": dice_by_contrast(pos),
         "slice_sensitivity": tot["tp"] / max(1, tot["tp"] + tot["fn"]),
         "slice_specificity": tot["tn"] / max(1, tot["tn"] + tot["fp"]),
         "slice_counts": tot,
@@ -153,9 +158,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     set_threads(args.threads)
     name = args.model.replace("-", "_")
-    index = read_index(args.data)
-    positive = {pid for pid, rows in index.items() if any(int(r["mask_pixels"]) > 0 for r in rows)}
-    folds = stratified_folds(list(index), positive, args.folds, args.seed)
+    folds = dataset_folds(args.data, args.folds, args.seed)
     only = {int(f) for f in args.only_folds.split(",")} if args.only_folds else None
     if not args.evaluate_only:
         train_folds(name, args.data, folds, args.runs, args.seed, only)

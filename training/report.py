@@ -48,8 +48,23 @@ def per_patient_lines(reports: Path) -> str:
         missed = sum(d == 0 for d in scores)
         good = sum(d >= 0.5 for d in scores)
         lines.append(f"- {name}: Dice 0 (bleed missed entirely) on {missed} of {len(scores)} hemorrhage "
-                     f"patients, Dice >= 0.5 on {good}.")
+                     f"patients, Dice >= 0.5 on {good}.{contrast_sentence(report['summary'])}")
     return "\n".join(lines)
+
+
+def _range(lo, hi) -> str:
+    return f"< {hi:g} HU" if lo is None else f">= {lo:g} HU" if hi is None else f"{lo:g}-{hi:g} HU"
+
+
+def contrast_sentence(summary: dict) -> str:
+    """' By lesion contrast over the surrounding tissue: < 10 HU mean Dice 0.000 (6 patients, 6
+    missed), ...' from a CV summary's ``dice_by_lesion_contrast`` ('' for older reports)."""
+    bins = [b for b in summary.get("dice_by_lesion_contrast") or [] if b["n"]]
+    if not bins:
+        return ""
+    parts = [f"{_range(*b['range_hu'])} mean Dice {_fmt(b['mean_dice'])} ({b['n']} patients, {b['missed']} missed)"
+             for b in bins]
+    return " By lesion contrast over the surrounding tissue: " + "; ".join(parts) + "."
 
 
 BASELINE_DICE = 0.31  # Hssayeni et al. 2020, U-Net, 5-fold patient-level CV on this dataset
@@ -81,9 +96,13 @@ def _cycles(t: dict) -> str:
     """' (2 cycles of 2000 steps, peak lr 0.002 then x0.5 per cycle)' for a warm-restart schedule."""
     if not t.get("lr_cycle_steps") or not t.get("steps"):
         return f" (peak lr {t['learning_rate']})" if t.get("learning_rate") else ""
-    n = -(-int(t["steps"]) // int(t["lr_cycle_steps"]))
-    return (f" ({n} cycles of {t['lr_cycle_steps']} steps, peak lr {t.get('learning_rate')} then "
-            f"x{t.get('lr_cycle_decay')} per cycle)")
+    lengths, length, left = [], float(t["lr_cycle_steps"]), int(t["steps"])
+    while left > 0:
+        lengths.append(min(left, int(round(length))))
+        left, length = left - lengths[-1], length * float(t.get("lr_cycle_mul") or 1.0)
+    sizes = f"{len(lengths)} cycles of {lengths[0]} steps" if len(set(lengths)) == 1 else \
+        f"{len(lengths)} cycles of {', '.join(map(str, lengths))} steps"
+    return f" ({sizes}, peak lr {t.get('learning_rate')} then x{t.get('lr_cycle_decay')} per cycle)"
 
 
 def model_section(weights: Path, name: str) -> str:
@@ -127,7 +146,8 @@ of its threshold / size grid the point nearest a threshold of 0.5 within 0.02 of
 the held-out patients' slices are stacked into volumes and segmented by the same pipeline the CLI and the web service use.
 Dice is 3D per patient on the 512x512 grid, averaged over hemorrhage patients; relative volume
 difference is |V_pred - V_true| / V_true in voxels; a false-positive patient is a lesion-free patient
-with any predicted lesion after postprocessing.
+with any predicted lesion after postprocessing. Lesion contrast is the mean of a patient's lesion minus
+the median of the other unclipped head voxels (brain and CSF) on its slices, in HU of the PNG window.
 
 {table}
 
@@ -146,8 +166,11 @@ of the five folds' validation choices. Serving uses an ONNX export of the same w
 {weak}
 - One scanner and one population (trauma); other scanners, children, post-operative heads, contrast
   studies and non-axial reconstructions were not evaluated.
-- Small and thin bleeds (thin subdural/epidural rims, small contusions, subarachnoid blood) are missed
-  more often than large parenchymal bleeds; volumes of small lesions are unreliable.
+- Bleeds that are not clearly brighter than the brain around them (older, mixed or isodense
+  blood, measured as lesion contrast above) are mostly missed; the models find clearly hyperdense
+  (acute) bleeds far more often. Small and thin bleeds (thin subdural/epidural rims, small
+  contusions, subarachnoid blood) are missed more often than large parenchymal bleeds; volumes of
+  small lesions are unreliable.
 - Calcifications, streak artefacts near the skull base and bright skull edges can produce false positives.
 - PNG/JPG inputs exported with a very different window than L40/W120 degrade accuracy (training
   augments contrast and gamma to reduce this); prefer NIfTI or DICOM in Hounsfield units.

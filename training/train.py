@@ -57,7 +57,8 @@ def compiled_predict(model):
 
 def lr_schedule(tcfg: dict, steps: int):
     """Cosine decay to 2% of ``learning_rate`` over ``steps``; with ``lr_cycle_steps`` set, cosine
-    cycles of that length with warm restarts, each peak ``lr_cycle_decay`` times the last.
+    cycles with warm restarts, the first ``lr_cycle_steps`` long, each next one ``lr_cycle_mul``
+    times as long (default 1) and peaking at ``lr_cycle_decay`` times the last peak.
 
     The first cycle is the same curve as a single cosine of ``lr_cycle_steps``, so a run trained
     for one cycle continues from its checkpoint into the next one exactly as a fresh run would
@@ -69,7 +70,8 @@ def lr_schedule(tcfg: dict, steps: int):
     if cycle >= steps:
         return keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.02)
     return keras.optimizers.schedules.CosineDecayRestarts(
-        lr, cycle, t_mul=1.0, m_mul=float(tcfg.get("lr_cycle_decay", 1.0)), alpha=0.02)
+        lr, cycle, t_mul=float(tcfg.get("lr_cycle_mul", 1.0)), m_mul=float(tcfg.get("lr_cycle_decay", 1.0)),
+        alpha=0.02)
 
 
 def train_model(name: str, train: list[Patient], val: list[Patient], out_dir: Path, runs_dir: Path,
@@ -150,6 +152,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
     config["training"] = {
         "steps": steps, "batch_size": tcfg["batch_size"], "crop_size": crop, "learning_rate": tcfg["learning_rate"],
         "lr_cycle_steps": tcfg.get("lr_cycle_steps"), "lr_cycle_decay": tcfg.get("lr_cycle_decay"),
+        "lr_cycle_mul": tcfg.get("lr_cycle_mul"),
         "seed": seed, "device": device, "dtype_policy": policy,
         "pos_weight": tcfg.get("pos_weight", 1.0), "cpu_threads": _cpu_threads(), "duration_s": round(duration, 1),
         "train_patients": [p.pid for p in train], "val_patients": [p.pid for p in val],

@@ -1,0 +1,51 @@
+"""Out-of-fold postprocessing analysis: the core rule and cross-fitted choices (synthetic arrays)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.oof import analyse, component_mask, cross_fitted, flip_averaged
+
+
+def test_core_rule_keeps_a_component_only_with_enough_confident_voxels():
+    prob = np.zeros((1, 8, 8), np.float32)
+    prob[0, 0:2, 0:5] = 0.6          # a 10-voxel component ...
+    prob[0, 0, 0:2] = 0.99           # ... with 2 confident voxels
+    prob[0, 6:8, 3:8] = 0.6          # a 10-voxel component with none
+    assert component_mask(prob, 0.5, 0, None, 1.0).sum() == 20
+    assert component_mask(prob, 0.5, 2, 0.95, 1.0).sum() == 10      # whole component kept, not its core
+    assert not component_mask(prob, 0.5, 3, 0.95, 1.0).any()
+    assert component_mask(prob, 0.5, 0, 0.95, 1.0).sum() == 10      # min 0: any confident voxel
+    assert not component_mask(prob, 0.5, 11, None, 1.0).any()       # size rule: 10 < 11
+    assert component_mask(prob, 0.5, 20, None, 2.0).sum() == 20     # sizes counted on the original grid
+
+
+def test_cross_fitting_scores_each_fold_with_the_choice_made_on_the_others():
+    truth = np.ones((1, 2, 2), bool)
+    patients = {"a": (0, None, truth), "b": (1, None, truth)}
+    p1, p2 = (0.5, 0, None), (0.9, 0, None)
+    # each patient is segmented well only at "its" point: choosing on itself would give Dice 1
+    table = {("a", p1): 1.0, ("a", p2): 0.2, ("b", p1): 0.2, ("b", p2): 1.0}
+    result = cross_fitted(table, patients, [p1, p2])
+    assert result["chosen_per_fold"] == [list(p2), list(p1)]
+    assert result["mean_dice"] == pytest.approx(0.2)
+
+
+def test_analyse_reports_the_ceiling_and_counts_false_positive_patients():
+    lesion = np.zeros((2, 8, 8), bool)
+    lesion[:, 2:5, 2:5] = True
+    blob = np.zeros((2, 8, 8), np.float32)
+    blob[0, 6, 6] = 0.7                                   # one stray voxel on a lesion-free patient
+    patients = {"p": (0, lesion.astype(np.float32) * 0.99, lesion), "n": (0, blob, np.zeros_like(lesion)),
+                "q": (1, lesion.astype(np.float32) * 0.99, lesion), "m": (1, blob, np.zeros_like(lesion))}
+    out = analyse(patients, 1.0)
+    assert out["no_postprocessing"]["threshold 0.5"] == {"mean_dice": 1.0, "false_positive_patients": 2}
+    assert out["no_postprocessing"]["threshold 0.9"]["false_positive_patients"] == 0
+    for rule in ("size_rule_cross_fitted", "core_rule_cross_fitted"):
+        assert out[rule]["mean_dice"] == 1.0 and out[rule]["false_positive_patients"] == 0
+
+
+def test_flip_averaging_undoes_each_flip():
+    x = np.random.default_rng(0).random((2, 6, 6, 3)).astype(np.float32)
+    identity = lambda batch: batch[..., :1]          # noqa: E731 - a "model" that returns channel 0
+    np.testing.assert_allclose(flip_averaged(identity)(x), x[..., :1], rtol=1e-6)

@@ -1,0 +1,166 @@
+"""How far postprocessing can take the trained CV folds: out-of-fold analysis on the model grid.
+
+    python -m training.oof --model unet --runs runs --out reports/experiments/
+
+Each fold's weights predict its own test patients (never trained on), giving out-of-fold
+probabilities for all 60 patients. On them it reports
+
+- the ceiling: Dice and false-positive patients at a plain threshold, no component removal;
+- two postprocessing rules, each chosen *cross-fitted*: fold k's rule is the best selection score
+  (``training.validate.selection_score``) on the other four folds' test patients (48 patients
+  instead of the ~10 validation patients training chooses on), then scored on fold k:
+  ``size`` (threshold x minimum component size, the shipped rule) and ``core`` (threshold 0.5,
+  a component is kept only if it holds enough voxels above a high "core" probability);
+- with ``--tta``, the same with each slice's probability averaged over 4 flips.
+
+It is an analysis on the model grid (224 x 224, sizes in original-grid voxels), not the CLI
+pipeline's evaluation (``training.evaluate``), which stays the reported number.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from .configs import model_config
+from .data import dataset_folds, load_dataset
+from .device import set_threads
+from .metrics import dice
+from .validate import MIN_VOXELS, THRESHOLDS, grid_scale_for, predict_patient, selection_score
+
+CORE_THRESHOLDS = (0.8, 0.9, 0.95, 0.98, 0.99)
+FLIPS = ((False, False), (True, False), (False, True), (True, True))   # (rows, cols) mirrored
+
+
+def flip_averaged(predict):
+    """``predict`` (N, H, W, C) -> (N, H, W, 1), averaged over the 4 row/column mirrorings."""
+    def averaged(x):
+        out = 0.0
+        for rows, cols in FLIPS:
+            axes = tuple(a for a, f in ((1, rows), (2, cols)) if f)
+            y = np.asarray(predict(np.ascontiguousarray(np.flip(x, axes) if axes else x)))
+            out = out + (np.flip(y, axes) if axes else y)
+        return out / len(FLIPS)
+    return averaged
+
+
+def component_mask(prob: np.ndarray, threshold: float, min_voxels: float, core: float | None,
+                   scale: float) -> np.ndarray:
+    """(Z, H, W) bool: components (26-connected) of prob >= threshold holding at least
+    ``min_voxels`` original-grid voxels (``scale`` per model voxel), counting only voxels with
+    prob >= ``core`` when ``core`` is set."""
+    binary = prob >= threshold
+    labels, n = ndimage.label(binary, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return binary
+    counted = binary if core is None else prob >= core
+    sizes = ndimage.sum(counted, labels, np.arange(1, n + 1)) * scale
+    keep = np.zeros(n + 1, bool)
+    keep[1:] = sizes >= max(min_voxels, 1e-9)
+    return keep[labels]
+
+
+RULES = {
+    "size": [(t, m, None) for t, m in itertools.product(THRESHOLDS, MIN_VOXELS)],
+    "core": [(0.5, m, c) for c, m in itertools.product(CORE_THRESHOLDS, MIN_VOXELS)],
+}
+
+
+def outcome_table(patients: dict, points: list, scale: float) -> dict:
+    """{(pid, point): Dice (hemorrhage patient) or 1.0/0.0 (lesion-free: any lesion left?)}."""
+    table = {}
+    for pid, (_, prob, truth) in patients.items():
+        for point in points:
+            mask = component_mask(prob, *point, scale)
+            table[pid, point] = dice(mask, truth) if truth.any() else float(mask.any())
+    return table
+
+
+def score(table: dict, patients: dict, pids: list[str], point) -> tuple[float, float, int]:
+    """(selection score, mean Dice on hemorrhage patients, false-positive patients) of ``point``."""
+    pos = [table[p, point] for p in pids if patients[p][2].any()]
+    fps = [table[p, point] for p in pids if not patients[p][2].any()]
+    return selection_score(pos, int(sum(fps)), len(fps)), float(np.mean(pos)) if pos else 0.0, int(sum(fps))
+
+
+def cross_fitted(table: dict, patients: dict, points: list) -> dict:
+    """Each fold scored with the point chosen on the other folds' patients (see module docstring)."""
+    folds = sorted({f for f, _, _ in patients.values()})
+    per_patient, chosen = {}, []
+    for k in folds:
+        others = [p for p, (f, _, _) in patients.items() if f != k]
+        best = max(points, key=lambda pt: score(table, patients, others, pt)[0])
+        chosen.append(list(best))
+        per_patient.update({p: table[p, best] for p, (f, _, _) in patients.items() if f == k})
+    everyone = list(patients)
+    pos = [per_patient[p] for p in everyone if patients[p][2].any()]
+    return {"chosen_per_fold": chosen, "mean_dice": float(np.mean(pos)), "median_dice": float(np.median(pos)),
+            "false_positive_patients": int(sum(per_patient[p] for p in everyone if not patients[p][2].any()))}
+
+
+def analyse(patients: dict, scale: float) -> dict:
+    """Ceiling and cross-fitted rules for {pid: (fold, (Z,H,W) probabilities, (Z,H,W) bool truth)}."""
+    ceiling = {}
+    for thr in (0.5, 0.9):
+        table = outcome_table(patients, [(thr, 0, None)], scale)
+        _, d, fp = score(table, patients, list(patients), (thr, 0, None))
+        ceiling[f"threshold {thr}"] = {"mean_dice": d, "false_positive_patients": fp}
+    out = {"no_postprocessing": ceiling}
+    for rule, points in RULES.items():
+        out[f"{rule}_rule_cross_fitted"] = cross_fitted(outcome_table(patients, points, scale), patients, points)
+    return out
+
+
+def oof_probabilities(name: str, data: Path, runs: Path, folds: list[list[str]], tta: bool) -> dict:
+    """{pid: (fold, (Z, H, W) float32 probabilities on the model grid, bool truth)}."""
+    from model.networks import build_model
+
+    from .train import compiled_predict
+
+    config = model_config(name)
+    cached = {p.pid: p for p in load_dataset(data, tuple(config["input_size"]), cache_dir=runs / "cache")}
+    out = {}
+    for i, test in enumerate(folds):
+        fold_dir = runs / "cv" / name / f"fold{i}"
+        cfg = json.loads((fold_dir / f"{name}.json").read_text())
+        model = build_model(cfg)
+        model.load_weights(fold_dir / f"{name}.weights.h5")
+        predict = flip_averaged(compiled_predict(model)) if tta else compiled_predict(model)
+        for pid in test:
+            prob = predict_patient(predict, cached[pid], cfg["context_slices"])
+            out[pid] = (i, prob.astype(np.float32), cached[pid].masks >= 0.5)
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, choices=["unet", "two-branch", "two_branch"])
+    ap.add_argument("--data", default="../shared/data/ct-ich", type=Path)
+    ap.add_argument("--runs", default="runs", type=Path)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tta", action="store_true", help="also analyse flip-averaged probabilities")
+    ap.add_argument("--out", default="reports/experiments", type=Path)
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: all)")
+    args = ap.parse_args(argv)
+    set_threads(args.threads)
+    name = args.model.replace("-", "_")
+    folds = dataset_folds(args.data, args.folds, args.seed)
+    scale = grid_scale_for(model_config(name)["input_size"])
+    command = "python -m training.oof " + " ".join(sys.argv[1:] if argv is None else argv)
+    report = {"model": name, "runs": str(args.runs), "command": command}
+    for tta in (False, True) if args.tta else (False,):
+        report["flip_tta" if tta else "plain"] = analyse(oof_probabilities(name, args.data, args.runs, folds, tta),
+                                                         scale)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}_oof_postprocessing.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
