@@ -14,7 +14,7 @@ from PIL import Image
 
 from model.errors import InputError, ModelUnavailableError, PipelineError
 from model.pipeline import CHUNK_SLICES, Segmenter
-from model.types import CTImage
+from model.types import CTImage, Limits
 from tests.conftest import CentreChannelPredictor, blob_volume
 
 
@@ -304,3 +304,19 @@ def test_shipped_models_find_the_largest_hemorrhages(shipped_segmenter, patient,
         assert score > 0.3, (f"{info['name']}: Dice {score:.2f} vs the radiologists' mask on "
                              f"patient {patient} slices {list(numbers)} ({truth.sum()} lesion pixels, "
                              f"{result.mask.sum()} predicted)")
+
+
+def test_8bit_nifti_export_segments_like_the_same_png_slices(fake_segmenter):
+    from model.readers import read_sources
+    from synthetic import make_nifti
+
+    _, inside = blob_volume((3, 64, 48), (1, 30, 20), (1.2, 12, 10))
+    # background grey 60 is 0.24 as a display value but 0.67 (over the threshold) if taken as 60 HU
+    grey = np.where(inside, 230, 60).astype(np.uint8)
+    from_png = fake_segmenter.segment_sources([(f"s{z}.png", png_bytes(grey[z])) for z in range(3)],
+                                              spacing_mm=(0.5, 0.5, 5.0))
+    nifti = read_sources([("export.nii", make_nifti(grey.transpose(2, 1, 0), dtype=np.uint8))], Limits())
+    from_nifti = fake_segmenter.segment_image(nifti)
+    assert from_nifti.mask.sum() == from_png.mask.sum() == inside.sum()
+    assert from_nifti.report()["volume_ml"] == pytest.approx(from_png.report()["volume_ml"])
+    assert any("8-bit values without a rescale" in w for w in from_nifti.report()["warnings"])

@@ -273,3 +273,25 @@ def test_to_file_layout_is_a_view_with_the_stored_values():
     back = image.to_file_layout(image.array)
     assert np.shares_memory(back, image.array)
     np.testing.assert_array_equal(back, stored)
+
+
+def test_unscaled_8bit_nifti_is_read_as_display_grey_levels_with_a_warning():
+    grey = np.random.default_rng(1).integers(0, 256, (16, 16, 4)).astype(np.uint8)
+    image = read_one("export.nii", make_nifti(grey, dtype=np.uint8))
+    assert image.intensity == "display"
+    assert image.array.min() == grey.min() and image.array.max() == grey.max()   # values kept as 0..255
+    assert image.pixel_spacing_mm == (0.5, 0.5) and image.slice_thickness_mm == 5.0
+    assert any("8-bit values without a rescale" in w for w in image.warnings)
+    assert not any("do not look like Hounsfield units" in w for w in image.warnings)
+
+
+def test_8bit_nifti_with_a_rescale_to_hu_stays_hu():
+    import nibabel as nib
+
+    stored = np.random.default_rng(2).integers(0, 256, (16, 16, 4)).astype(np.uint8)
+    image = nib.Nifti1Image(stored, np.diag([0.5, 0.5, 5.0, 1.0]))
+    image.header.set_slope_inter(8.0, -1024.0)            # 0..255 -> -1024..1016 HU
+    image.set_data_dtype(np.uint8)
+    out = read_one("scaled.nii", image.to_bytes())
+    assert out.intensity == "hu" and out.array.min() == -1024.0 + 8.0 * stored.min()
+    assert not any("8-bit values" in w for w in out.warnings)

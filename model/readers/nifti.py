@@ -232,8 +232,18 @@ def _float32_hu(array: np.ndarray, header) -> tuple[np.ndarray, bool]:
     return np.ascontiguousarray(scaled, dtype=np.float32), maybe_bad
 
 
+def stores_grey_levels(header) -> bool:
+    """Does the file hold 8-bit display grey levels rather than HU? An unscaled uint8 volume
+    cannot hold CT numbers (air is about -1000 HU, bone over 1000): it is a windowed export,
+    like a PNG stack, and is read as one (``intensity == "display"``)."""
+    slope, inter = header.get_slope_inter()
+    unscaled = slope in (None, 1.0) and inter in (None, 0.0)
+    return header.get_data_dtype() == np.uint8 and unscaled
+
+
 def read_nifti(name: str, data: bytes, limits: Limits) -> CTImage:
-    """NIfTI bytes (.nii or .nii.gz) -> CTImage (Z, Y, X) float32 HU, kind 'nifti'.
+    """NIfTI bytes (.nii or .nii.gz) -> CTImage (Z, Y, X) float32, kind 'nifti': HU, or grey
+    levels 0..255 for an unscaled 8-bit file (see :func:`stores_grey_levels`).
 
     The voxels are reoriented as a view in the stored dtype and converted to float32 once.
     """
@@ -257,7 +267,13 @@ def read_nifti(name: str, data: bytes, limits: Limits) -> CTImage:
                          "be finite (the file was rejected, not repaired)", status=422)
     spacing = _spacing_zyx(name, header, forward, notes)  # unrepaired header: never invent
     _refuse_mask(name, display)
-    hu_warnings(name, display, notes)
+    intensity = "display" if stores_grey_levels(image_header) else "hu"
+    if intensity == "hu":
+        hu_warnings(name, display, notes)
+    else:
+        notes.append(f"{name}: 8-bit values without a rescale cannot be Hounsfield units; read as "
+                     "already-windowed grey levels 0-255, like a PNG export (results are only right if it "
+                     "was exported in the brain window the models were trained on), with the header's spacing")
 
     def to_file_layout(array_zyx: np.ndarray) -> np.ndarray:
         """(Z, Y, X) array in display order -> the input file's array shape and axis order
@@ -265,7 +281,7 @@ def read_nifti(name: str, data: bytes, limits: Limits) -> CTImage:
         return apply_orientation(np.asarray(array_zyx), backward).reshape(shape)
 
     return CTImage(
-        array=display, intensity="hu", kind="nifti", is_volume=True,
+        array=display, intensity=intensity, kind="nifti", is_volume=True,
         pixel_spacing_mm=None if spacing is None else (spacing[1], spacing[2]),
         slice_thickness_mm=None if spacing is None else spacing[0],
         spacing_source="NIfTI header" if spacing is not None else "unknown",
