@@ -58,9 +58,7 @@ def rechoose_postprocessing(name: str, data: Path, runs: Path, n_folds: int) -> 
     """Re-choose each trained fold's threshold / minimum lesion size on its own validation
     patients with the current rule (``training.validate``), keeping the checkpoint it chose.
     For folds trained before the rule changed; the test patients are not looked at."""
-    from model.networks import build_model
-
-    from .train import compiled_predict
+    from .train import compiled_predict, load_trained
     from .validate import grid_scale_for, validate
 
     config = model_config(name)
@@ -68,9 +66,7 @@ def rechoose_postprocessing(name: str, data: Path, runs: Path, n_folds: int) -> 
     scale = grid_scale_for(config["input_size"])
     for i in range(n_folds):
         path = runs / "cv" / name / f"fold{i}" / f"{name}.json"
-        cfg = json.loads(path.read_text())
-        model = build_model(cfg)
-        model.load_weights(path.with_name(f"{name}.weights.h5"))
+        cfg, model = load_trained(path)
         val = [patients[pid] for pid in cfg["training"]["val_patients"]]
         res = validate(compiled_predict(model), val, cfg["context_slices"], scale)
         old = (cfg["threshold"], cfg["postprocess"]["min_lesion_pixels"])

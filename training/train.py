@@ -55,6 +55,16 @@ def compiled_predict(model):
         return lambda x: __import__("numpy").asarray(model(x, training=False))
 
 
+def load_trained(config_path: Path):
+    """(config, Keras model) of trained weights: NAME.json and the NAME.weights.h5 beside it."""
+    from model.networks import build_model
+
+    config = json.loads(Path(config_path).read_text())
+    model = build_model(config)
+    model.load_weights(Path(config_path).with_name(f"{config['name']}.weights.h5"))
+    return config, model
+
+
 def lr_schedule(tcfg: dict, steps: int):
     """Cosine decay to 2% of ``learning_rate`` over ``steps``; with ``lr_cycle_steps`` set, cosine
     cycles with warm restarts, the first ``lr_cycle_steps`` long, each next one ``lr_cycle_mul``
