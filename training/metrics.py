@@ -55,7 +55,7 @@ def lesion_contrast_hu(display: np.ndarray, truth: np.ndarray, level: float, wid
     if not t.any():
         return None
     z = t.reshape(len(t), -1).any(axis=1)
-    values, lesion = np.asarray(display, np.float64)[z], t[z]
+    values, lesion = np.asarray(display)[z].astype(np.float64), t[z]   # only the lesion's slices
     tissue = (values > 0) & (values < 255) & ~lesion
     if not tissue.any():
         return None
