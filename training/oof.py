@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
+
+from model.postprocess import label_components, remove_small_components
 
 from .configs import model_config
 from .data import dataset_folds, load_dataset
@@ -51,18 +52,22 @@ def flip_averaged(predict):
 
 def component_mask(prob: np.ndarray, threshold: float, min_voxels: float, core: float | None,
                    scale: float) -> np.ndarray:
-    """(Z, H, W) bool: components (26-connected) of prob >= threshold holding at least
-    ``min_voxels`` original-grid voxels (``scale`` per model voxel), counting only voxels with
-    prob >= ``core`` when ``core`` is set."""
+    """(Z, H, W) bool: components of prob >= threshold (``model.postprocess`` connectivity) kept
+    by one of two rules. ``core`` None: the size rule exactly as training chooses it
+    (``training.validate``: at least round(min_voxels / scale) model voxels). ``core`` set: at
+    least ``min_voxels`` original-grid voxels (``scale`` per model voxel) with prob >= ``core``."""
     binary = prob >= threshold
-    labels, n = ndimage.label(binary, structure=np.ones((3, 3, 3), bool))
-    if n == 0:
-        return binary
-    counted = binary if core is None else prob >= core
-    sizes = ndimage.sum(counted, labels, np.arange(1, n + 1)) * scale
-    keep = np.zeros(n + 1, bool)
-    keep[1:] = sizes >= max(min_voxels, 1e-9)
-    return keep[labels]
+    if core is None:
+        return remove_small_components(binary, int(round(min_voxels / scale)))
+    components = label_components(binary)
+    out = np.zeros(binary.shape, bool)
+    if components is None:
+        return out
+    counts = np.bincount(components.labels[prob[components.box] >= core], minlength=components.count + 1)
+    keep = counts * scale >= max(min_voxels, 1e-9)
+    keep[0] = False
+    out[components.box] = keep[components.labels]
+    return out
 
 
 RULES = {
@@ -118,18 +123,13 @@ def analyse(patients: dict, scale: float) -> dict:
 
 def oof_probabilities(name: str, data: Path, runs: Path, folds: list[list[str]], tta: bool) -> dict:
     """{pid: (fold, (Z, H, W) float32 probabilities on the model grid, bool truth)}."""
-    from model.networks import build_model
-
-    from .train import compiled_predict
+    from .train import compiled_predict, load_trained
 
     config = model_config(name)
     cached = {p.pid: p for p in load_dataset(data, tuple(config["input_size"]), cache_dir=runs / "cache")}
     out = {}
     for i, test in enumerate(folds):
-        fold_dir = runs / "cv" / name / f"fold{i}"
-        cfg = json.loads((fold_dir / f"{name}.json").read_text())
-        model = build_model(cfg)
-        model.load_weights(fold_dir / f"{name}.weights.h5")
+        cfg, model = load_trained(runs / "cv" / name / f"fold{i}" / f"{name}.json")
         predict = flip_averaged(compiled_predict(model)) if tta else compiled_predict(model)
         for pid in test:
             prob = predict_patient(predict, cached[pid], cfg["context_slices"])
