@@ -2,8 +2,10 @@
 
     python -m training.evaluate --model unet|two-branch --data ../shared/data/ct-ich --folds 5 --out reports/
 
-For each fold: train on the other folds' patients (20% of them held out for early stopping and
-the threshold / minimum-lesion-size choice), then segment every test patient's slices stacked
+For each fold: train on the other folds' patients, then choose the threshold / minimum lesion
+size, either on 20% of them held out (which also early-stops) or, for a model configured with
+``fold_validation_fraction`` 0, trained on all of them for the fixed step count and chosen
+cross-fitted on the other folds' out-of-fold predictions (``training.crossfit``); then segment every test patient's slices stacked
 into a (Z, 512, 512) volume with ``model.pipeline.Segmenter`` and score it against the
 radiologists' masks. Writes reports/NAME_cv.json and PNG figures. Resumable: a fold whose
 weights exist is not trained again; one trained for fewer steps than
@@ -37,7 +39,8 @@ def train_folds(name: str, data: Path, folds: list[list[str]], runs: Path, seed:
                 only: set[int] | None = None) -> None:
     from .train import train_model
 
-    config, steps = model_config(name), int(training_config(name)["steps"])
+    config, tcfg = model_config(name), training_config(name)
+    steps, fraction = int(tcfg["steps"]), float(tcfg.get("fold_validation_fraction", 0.2))
     patients = {p.pid: p for p in load_dataset(data, tuple(config["input_size"]), cache_dir=runs / "cache")}
     positive = {pid for pid, p in patients.items() if p.has_lesion}
     for i, test in enumerate(folds):
@@ -48,7 +51,7 @@ def train_folds(name: str, data: Path, folds: list[list[str]], runs: Path, seed:
             print(f"fold {i}: trained already ({fold_dir})")
             continue
         rest = [pid for pid in patients if pid not in test]
-        train_ids, val_ids = split_validation(rest, positive, 0.2, seed + i)
+        train_ids, val_ids = split_validation(rest, positive, fraction, seed + i) if fraction else (rest, [])
         print(f"fold {i}: train {len(train_ids)} val {len(val_ids)} test {len(test)} patients", flush=True)
         train_model(name, [patients[p] for p in train_ids], [patients[p] for p in val_ids],
                     fold_dir, runs, seed=seed + i, log=lambda s: print(s, flush=True))
@@ -132,6 +135,26 @@ def summarize_cv(per_patient: dict) -> dict:
     }
 
 
+def choose_postprocessing(name: str, args, folds: list[list[str]]) -> dict | None:
+    """Folds trained without a validation split get a cross-fitted choice (training.crossfit) and
+    the shipped model the pooled one, returned; others keep their own (optionally re-chosen)."""
+    from .crossfit import choose_cross_fitted, folds_without_validation
+
+    if folds_without_validation(name, args.runs, args.folds):
+        pooled = choose_cross_fitted(name, args.data, args.runs, folds)["pooled"]
+        return {**pooled, "chosen_on": "all patients' out-of-fold predictions (training.crossfit)"}
+    if args.rechoose_postprocessing:
+        rechoose_postprocessing(name, args.data, args.runs, args.folds)
+    return None
+
+
+def median_choice(choices: list[dict]) -> dict:
+    """The median of the folds' own threshold / minimum size choices."""
+    return {"threshold": float(np.median([c["threshold"] for c in choices])),
+            "min_lesion_pixels": int(np.median([c["min_lesion_pixels"] for c in choices])),
+            "chosen_on": "median of the folds' choices on their validation patients"}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, choices=["unet", "two-branch", "two_branch"])
@@ -160,14 +183,11 @@ def main(argv=None) -> None:
         train_folds(name, args.data, folds, args.runs, args.seed, only)
     if args.train_only:
         return
-    if args.rechoose_postprocessing:
-        rechoose_postprocessing(name, args.data, args.runs, args.folds)
+    chosen = choose_postprocessing(name, args, folds)
     result = evaluate_folds(name, args.data, folds, args.runs)
-    choices = result["fold_choices"]
     report = {"model": name, "folds": folds, "summary": summarize_cv(result["per_patient"]),
-              "chosen": {"threshold": float(np.median([c["threshold"] for c in choices])),
-                         "min_lesion_pixels": int(np.median([c["min_lesion_pixels"] for c in choices]))},
-              **result, "command": f"python -m training.evaluate --model {args.model} --folds {args.folds}"}
+              "chosen": chosen or median_choice(result["fold_choices"]), **result,
+              "command": f"python -m training.evaluate --model {args.model} --folds {args.folds}"}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}_cv.json").write_text(json.dumps(report, indent=1))
     from .figures import write_figures

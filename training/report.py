@@ -93,6 +93,33 @@ def accuracy_caveat(reports: Path) -> str:
             f"\"not found\", never as \"no bleed\".")
 
 
+CROSS_FITTED = ("each fold trains on all of its 48 patients for the fixed step count, as the shipped "
+                "model does on all 60, and its threshold / size is the best-scoring point of the grid on the "
+                "other four folds' out-of-fold predictions (cross-fitted: `training.crossfit`; the test fold's "
+                "own patients never influence it)")
+HELD_OUT = ("each fold holds out 20% of its patients for early stopping (the best-scoring checkpoint) and "
+            "for the choice (of the checkpoint's threshold / size grid, the point nearest a threshold of 0.5 "
+            "within 0.02 of its best score)")
+
+
+def cross_fitted(report: dict) -> bool:
+    return "out-of-fold" in (report.get("chosen") or {}).get("chosen_on", "")
+
+
+def protocol_lines(reports: Path) -> str:
+    """One bullet per measured model: how its CV folds early-stopped and chose postprocessing."""
+    return "\n".join(f"- {name}: {CROSS_FITTED if cross_fitted(r) else HELD_OUT}."
+                     for name, r in cv_reports(reports).items() if r is not None)
+
+
+def shipped_choice(reports: Path) -> str:
+    """How each shipped model's threshold / minimum size was chosen from its CV report."""
+    parts = [f"{name}, the best on all 60 patients' out-of-fold predictions" if cross_fitted(r) else
+             f"{name}, the median of the five folds' validation choices"
+             for name, r in cv_reports(reports).items() if r is not None]
+    return "; ".join(parts) or "not cross-validated"
+
+
 def _cycles(t: dict) -> str:
     """' (2 cycles of 2000 steps, peak lr 0.002 then x0.5 per cycle)' for a warm-restart schedule."""
     if not t.get("lr_cycle_steps") or not t.get("steps"):
@@ -140,11 +167,13 @@ hemorrhage masks by two radiologists (all subtypes merged). 29 patients have hem
 11% of slices contain blood. In-plane pixel spacing is not recorded in this copy.
 
 ## Cross-validation (5 folds, split by patient, stratified by has-hemorrhage)
-Each fold trains on the other four folds (20% of those patients held out for early stopping and for
-choosing the threshold and minimum lesion size by their mean per-patient Dice on hemorrhage patients
-minus 0.25 x the share of lesion-free patients with a false positive: the best-scoring checkpoint, and
-of its threshold / size grid the point nearest a threshold of 0.5 within 0.02 of its best score), then
-the held-out patients' slices are stacked into volumes and segmented by the same pipeline the CLI and the web service use.
+Each fold trains on the other four folds' patients and chooses its threshold and minimum lesion size by
+the selection score (mean per-patient Dice on hemorrhage patients minus 0.25 x the share of lesion-free
+patients with a false positive), in one of two ways:
+
+{protocols}
+
+Then the held-out patients' slices are stacked into volumes and segmented by the same pipeline the CLI and the web service use.
 Dice is 3D per patient on the 512x512 grid, averaged over hemorrhage patients; relative volume
 difference is |V_pred - V_true| / V_true in voxels; a false-positive patient is a lesion-free patient
 with any predicted lesion after postprocessing. Lesion contrast is the mean of a patient's lesion minus
@@ -158,8 +187,8 @@ Reproduce: `python -m training.evaluate --model unet --folds 5 --out reports/` (
 Per-patient results and figures: `reports/NAME_cv.json`, `reports/NAME_dice.png`, `NAME_volume.png`, `NAME_pr.png`.
 
 ## Shipped weights
-Trained on all 60 patients with the settings above; threshold and minimum lesion size are the median
-of the five folds' validation choices. Serving uses an ONNX export of the same weights
+Trained on all 60 patients with the settings above, for the fixed step count (no early stopping).
+Threshold and minimum lesion size: {shipped_choice}. Serving uses an ONNX export of the same weights
 (`python -m model export-onnx`, checked to agree with Keras to 1e-4).
 
 {models}
@@ -207,7 +236,8 @@ def main(argv=None) -> None:
     models = "\n".join(model_section(args.weights, n) for n in NAMES)
     (args.weights / "MODEL_CARD.md").write_text(
         CARD.format(table=table, models=models, per_patient=per_patient_lines(args.reports),
-                    weak=accuracy_caveat(args.reports), min_sizes=min_sizes(args.weights)))
+                    weak=accuracy_caveat(args.reports), min_sizes=min_sizes(args.weights),
+                    protocols=protocol_lines(args.reports), shipped_choice=shipped_choice(args.reports)))
     print(table)
 
 

@@ -182,16 +182,21 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
     return config
 
 
+def set_postprocessing(config: dict, threshold: float, min_lesion_pixels: int) -> None:
+    """Set a model config's threshold and minimum lesion size (voxels, and mm^3 for inputs with
+    spacing: ct-ich does not record its spacing, so a typical voxel converts the count)."""
+    config["threshold"] = float(threshold)
+    config["postprocess"]["min_lesion_pixels"] = int(min_lesion_pixels)
+    config["postprocess"]["min_lesion_mm3"] = round(int(min_lesion_pixels) * TYPICAL_VOXEL_MM3, 1)
+
+
 def apply_cv_choice(config_path: Path, cv_report: Path) -> None:
     """Copy the postprocessing that cross-validation chose and its metrics into NAME.json."""
     if not cv_report.exists():
         return
     cv = json.loads(cv_report.read_text())
     config = json.loads(config_path.read_text())
-    config["threshold"] = cv["chosen"]["threshold"]
-    config["postprocess"]["min_lesion_pixels"] = cv["chosen"]["min_lesion_pixels"]
-    # ct-ich does not record its spacing: a typical voxel turns the voxel count into mm^3
-    config["postprocess"]["min_lesion_mm3"] = round(cv["chosen"]["min_lesion_pixels"] * TYPICAL_VOXEL_MM3, 1)
+    set_postprocessing(config, cv["chosen"]["threshold"], cv["chosen"]["min_lesion_pixels"])
     config.setdefault("metrics", {})["cv"] = cv["summary"]
     config_path.write_text(json.dumps(config, indent=2))
 

@@ -1,0 +1,123 @@
+"""CV folds trained without a validation split: the training set-up and the cross-fitted choice."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+
+def _write_fold(runs, fold: int, cfg: dict, val_patients: list[str]):
+    from model.networks import build_model
+
+    path = runs / "cv" / "unet" / f"fold{fold}"
+    path.mkdir(parents=True)
+    build_model(cfg).save_weights(path / "unet.weights.h5")
+    (path / "unet.json").write_text(json.dumps({**cfg, "training": {"steps": 1, "val_patients": val_patients}}))
+    return path / "unet.json"
+
+
+def test_folds_train_on_all_their_patients_when_the_validation_fraction_is_zero(tmp_path, monkeypatch,
+                                                                                tiny_training, tiny_png_dataset):
+    import training.train
+    from training.evaluate import train_folds
+
+    calls = []
+    monkeypatch.setattr(training.train, "train_model",
+                        lambda name, train, val, out, runs, **kw: calls.append(([p.pid for p in train],
+                                                                                [p.pid for p in val])))
+    folds = [["001"], ["002"]]
+    monkeypatch.setitem(tiny_training.TRAINING, "unet", {"steps": 1, "fold_validation_fraction": 0.0})
+    train_folds("unet", tiny_png_dataset, folds, tmp_path / "runs", seed=0)
+    assert calls == [(["002"], []), (["001"], [])]             # the test patient is never trained on
+
+    calls.clear()
+    monkeypatch.setitem(tiny_training.TRAINING, "unet", {"steps": 1, "fold_validation_fraction": 0.5})
+    train_folds("unet", tiny_png_dataset, [["001"], []], tmp_path / "runs2", seed=0)
+    train, val = calls[1]
+    assert sorted(train + val) == ["001", "002"] and len(val) == 1
+
+
+def test_each_fold_is_given_the_choice_made_on_the_other_folds(tmp_path, monkeypatch, tiny_training):
+    import training.crossfit as crossfit
+    from model.postprocess import TYPICAL_VOXEL_MM3
+
+    lesion = np.zeros((2, 8, 8), bool)
+    lesion[:, 2:6, 2:6] = True
+    clean, stray = lesion * np.float32(0.95), lesion * np.float32(0.95)
+    stray[0, 7, 7] = 0.85                                 # a 1-voxel false positive at p 0.85
+    empty_noisy = np.zeros((2, 8, 8), np.float32)
+    empty_noisy[1, 0, 0] = 0.85
+    no = np.zeros_like(lesion)
+    # fold 0: clean patients only; folds 1 and 2 each hold a lesion-free patient with a stray voxel,
+    # which only a threshold above 0.85 (or a minimum size above 1 voxel) removes
+    oof = {"a": (0, clean, lesion), "b": (0, np.zeros_like(clean), no),
+           "c": (1, stray, lesion), "d": (1, empty_noisy, no),
+           "e": (2, clean, lesion), "f": (2, empty_noisy, no)}
+    monkeypatch.setattr(crossfit, "oof_probabilities", lambda *a, **k: oof)
+    monkeypatch.setattr(crossfit, "grid_scale_for", lambda size: 1.0)
+    cfg = tiny_training.model_config("unet")
+    runs = tmp_path / "runs"
+    paths = [_write_fold(runs, k, cfg, []) for k in range(3)]
+    assert crossfit.folds_without_validation("unet", runs, 3)
+
+    out = crossfit.choose_cross_fitted("unet", tmp_path, runs, [["a", "b"], ["c", "d"], ["e", "f"]])
+    for k, path in enumerate(paths):
+        written, choice = json.loads(path.read_text()), out["fold_choices"][k]
+        assert written["threshold"] == choice["threshold"]
+        assert written["postprocess"]["min_lesion_pixels"] == choice["min_lesion_pixels"]
+        assert written["postprocess"]["min_lesion_mm3"] == pytest.approx(choice["min_lesion_pixels"] * TYPICAL_VOXEL_MM3,
+                                                                          abs=0.05)
+        assert written["metrics"]["cross_fitted"]["patients"] == 4     # the other two folds' patients
+    # every choice is made where the other folds' false positives are removed; all are ...
+    for choice in out["fold_choices"] + [out["pooled"]]:
+        assert choice["false_positive_patients"] == 0 and choice["mean_dice"] == 1.0
+        assert choice["threshold"] > 0.85 or choice["min_lesion_pixels"] > 1
+    assert out["pooled"]["patients"] == 6
+
+
+def test_cross_fitting_needs_every_fold_trained_without_validation(tmp_path, tiny_training):
+    from training.crossfit import folds_without_validation
+
+    runs, cfg = tmp_path / "runs", tiny_training.model_config("unet")
+    _write_fold(runs, 0, cfg, [])
+    assert not folds_without_validation("unet", runs, 2)              # fold 1 missing
+    _write_fold(runs, 1, cfg, ["002"])
+    assert not folds_without_validation("unet", runs, 2)              # fold 1 has a validation split
+
+
+def test_evaluate_chooses_cross_fitted_for_folds_without_validation(tmp_path, tiny_training, tiny_png_dataset):
+    from training.evaluate import main
+
+    runs, out, weights = tmp_path / "runs", tmp_path / "reports", tmp_path / "weights"
+    cfg = tiny_training.model_config("unet")
+    for k in range(2):
+        _write_fold(runs, k, cfg, [])
+    weights.mkdir()
+    (weights / "unet.json").write_text(json.dumps(cfg))
+    main(["--model", "unet", "--data", str(tiny_png_dataset), "--folds", "2", "--runs", str(runs),
+          "--out", str(out), "--weights", str(weights), "--evaluate-only"])
+    report = json.loads((out / "unet_cv.json").read_text())
+    assert "out-of-fold" in report["chosen"]["chosen_on"]
+    assert len(report["per_patient"]) == 2
+    for k in range(2):
+        fold_cfg = json.loads((runs / "cv" / "unet" / f"fold{k}" / "unet.json").read_text())
+        assert report["fold_choices"][k]["threshold"] == fold_cfg["threshold"]
+        assert fold_cfg["metrics"]["cross_fitted"]["patients"] == 1
+    shipped = json.loads((weights / "unet.json").read_text())
+    assert shipped["threshold"] == report["chosen"]["threshold"]
+    assert shipped["postprocess"]["min_lesion_pixels"] == report["chosen"]["min_lesion_pixels"]
+
+
+def test_model_card_states_each_models_cv_protocol(tmp_path):
+    from training.report import protocol_lines, shipped_choice
+
+    chosen = {"unet": "all patients' out-of-fold predictions (training.crossfit)",
+              "two_branch": "median of the folds' choices on their validation patients"}
+    for name, how in chosen.items():
+        (tmp_path / f"{name}_cv.json").write_text(json.dumps({"chosen": {"chosen_on": how}}))
+    lines = protocol_lines(tmp_path).splitlines()
+    assert lines[0].startswith("- unet: each fold trains on all of its 48 patients") and "cross-fitted" in lines[0]
+    assert lines[1].startswith("- two_branch: each fold holds out 20%")
+    assert shipped_choice(tmp_path) == ("unet, the best on all 60 patients' out-of-fold predictions; "
+                                        "two_branch, the median of the five folds' validation choices")

@@ -1,0 +1,70 @@
+"""Cross-fitted postprocessing choice for CV folds trained without a validation split.
+
+A fold trained on all of its training patients (``fold_validation_fraction`` 0 in
+``training.configs``, as the shipped model is trained on all 60) has no validation patients to
+choose its threshold and minimum lesion size on. Instead, fold k's pair is the best
+``training.validate.selection_score`` over the size-rule grid on the out-of-fold predictions of
+the *other* folds' test patients (48 patients, none of them fold k's test patients), computed on
+the model grid exactly as training's own choice is. The pair for the shipped model is the best on
+all patients' out-of-fold predictions (the 60 instead of the median of five noisy choices).
+
+The test fold's own patients never influence its choice; the models that predicted the other
+folds did train on them, which is the one indirect link (see the README's evaluation notes).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .configs import model_config
+from .oof import RULES, oof_probabilities, outcome_table, score
+from .validate import grid_scale_for
+
+
+def fold_config_path(runs: Path, name: str, fold: int) -> Path:
+    return runs / "cv" / name / f"fold{fold}" / f"{name}.json"
+
+
+def folds_without_validation(name: str, runs: Path, n_folds: int) -> bool:
+    """True if every trained fold of ``name`` under ``runs`` was trained with no validation split."""
+    paths = [fold_config_path(runs, name, i) for i in range(n_folds)]
+    return all(p.exists() and not json.loads(p.read_text()).get("training", {}).get("val_patients")
+               for p in paths)
+
+
+def best_point(table: dict, patients: dict, pids: list[str], points: list) -> tuple[tuple, dict]:
+    """The grid point with the highest selection score on ``pids`` and its (score, Dice, FP)."""
+    best = max(points, key=lambda pt: score(table, patients, pids, pt)[0])
+    sel, dice, fp = score(table, patients, pids, best)
+    return best, {"selection_score": sel, "mean_dice": dice, "false_positive_patients": fp,
+                  "patients": len(pids)}
+
+
+def choose_cross_fitted(name: str, data: Path, runs: Path, folds: list[list[str]]) -> dict:
+    """Write each fold's cross-fitted threshold / min_lesion_pixels into its NAME.json.
+
+    Returns {"fold_choices": [...], "pooled": {"threshold", "min_lesion_pixels", ...}}.
+    """
+    from .train import set_postprocessing
+
+    scale = grid_scale_for(model_config(name)["input_size"])
+    patients = oof_probabilities(name, data, runs, folds, tta=False)
+    points = RULES["size"]
+    table = outcome_table(patients, points, scale)
+    choices = []
+    for k in range(len(folds)):
+        others = [p for p, (fold, _, _) in patients.items() if fold != k]
+        (threshold, min_voxels, _), on_others = best_point(table, patients, others, points)
+        path = fold_config_path(runs, name, k)
+        cfg = json.loads(path.read_text())
+        set_postprocessing(cfg, threshold, min_voxels)
+        cfg.setdefault("metrics", {})["cross_fitted"] = {"chosen_on": "other folds' test patients",
+                                                         **on_others}
+        path.write_text(json.dumps(cfg, indent=2))
+        choices.append({"threshold": threshold, "min_lesion_pixels": min_voxels, **on_others})
+        print(f"fold {k}: cross-fitted threshold {threshold} min {min_voxels} voxels "
+              f"(on {len(others)} patients: Dice {on_others['mean_dice']:.3f}, "
+              f"{on_others['false_positive_patients']} FP)", flush=True)
+    (threshold, min_voxels, _), on_all = best_point(table, patients, list(patients), points)
+    return {"fold_choices": choices,
+            "pooled": {"threshold": threshold, "min_lesion_pixels": min_voxels, **on_all}}
