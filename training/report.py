@@ -88,8 +88,8 @@ def accuracy_caveat(reports: Path) -> str:
     return (f"- **Weak models.** Mean CV Dice {', '.join(parts)}: {verdict} the published baseline of this "
             f"dataset ({BASELINE_DICE}) and far from a clinical tool; many bleeds are missed entirely (see the "
             f"per-patient lines above), above all those barely brighter than the brain. The limits were "
-            f"training time ({'; '.join(minutes) or 'see the JSON'}, on a 2-core CPU) and validation "
-            f"splits of ~10 patients to choose on. Treat a negative result as "
+            f"training time ({'; '.join(minutes) or 'see the JSON'}, on a 2-core CPU) and the few "
+            f"patients there are to choose postprocessing on (~10 per validation split). Treat a negative result as "
             f"\"not found\", never as \"no bleed\".")
 
 
