@@ -121,6 +121,14 @@ def validate_config(config: Any, *, source: str = "config", name: str | None = N
              "postprocess.min_lesion_mm3 must be >= 0", source)
     _require(isinstance(post["min_lesion_pixels"], int) and post["min_lesion_pixels"] >= 0,
              "postprocess.min_lesion_pixels must be an int >= 0", source)
+    if post.get("core_threshold") is not None:
+        core = post["core_threshold"]
+        _require(isinstance(core, (int, float)) and config["threshold"] <= core < 1,
+                 "postprocess.core_threshold must be in [threshold, 1)", source)
+        _require(isinstance(post.get("min_core_pixels"), int) and post["min_core_pixels"] >= 0
+                 and isinstance(post.get("min_core_mm3"), (int, float)) and post["min_core_mm3"] >= 0,
+                 "postprocess.core_threshold needs min_core_pixels (int >= 0) and min_core_mm3 (>= 0)",
+                 source)
     return config
 
 

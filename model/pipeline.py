@@ -17,7 +17,7 @@ import numpy as np
 from . import config as cfg
 from .errors import InputError, PipelineError
 from .measure import measure, voxel_volume_mm3
-from .postprocess import binarize, clean_and_label, single_slice_settings
+from .postprocess import binarize, clean_and_label, core_mask, has_core_rule, single_slice_settings
 from .preprocess import Window, model_input, resize_back, to_unit_range
 from .readers import input_stem, read_sources
 from .readers.geometry import file_layout_xyz
@@ -115,14 +115,17 @@ def check_image(image: CTImage) -> None:
         raise InputError("image has NaN or infinite values", stage="preprocess", status=422)
 
 
-def infer_mask(predictor: Predictor, image: CTImage, timings: dict) -> np.ndarray:
-    """Thresholded (Z, Y, X) bool mask on the input grid, computed CHUNK_SLICES at a time."""
+def infer_mask(predictor: Predictor, image: CTImage, timings: dict) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """(mask, core): the thresholded (Z, Y, X) bool mask on the input grid and, for a config
+    with a core rule, the mask of voxels >= its core_threshold (else None); CHUNK_SLICES at a time."""
     config = predictor.config
     window = Window(float(config["window"]["level"]), float(config["window"]["width"]))
     size = tuple(int(v) for v in config["input_size"])
     context = int(config["context_slices"])
     depth, shape = image.array.shape[0], image.array.shape[1:]
     binary = np.zeros(image.array.shape, dtype=bool)
+    settings = config["postprocess"]
+    core = np.zeros(image.array.shape, dtype=bool) if has_core_rule(settings) else None
     for z0 in range(0, depth, CHUNK_SLICES):
         z1 = min(depth, z0 + CHUNK_SLICES)
         lo, hi = max(0, z0 - context), min(depth, z1 + context)
@@ -132,8 +135,11 @@ def infer_mask(predictor: Predictor, image: CTImage, timings: dict) -> np.ndarra
         with stage("predict", timings):
             prob = predictor.predict(x)
         with stage("postprocess", timings):
-            binary[z0:z1] = binarize(resize_back(prob, shape), config["threshold"])
-    return binary
+            prob = resize_back(prob, shape)
+            binary[z0:z1] = binarize(prob, config["threshold"])
+            if core is not None:
+                core[z0:z1] = core_mask(prob, settings)
+    return binary, core
 
 
 class Segmenter:
@@ -201,14 +207,14 @@ class Segmenter:
              started: float) -> SegmentationResult:
         check_image(image)
         image, warnings = apply_spacing(image, spacing)
-        binary = infer_mask(predictor, image, timings)
+        binary, core = infer_mask(predictor, image, timings)
         with stage("postprocess", timings):
             settings = predictor.config["postprocess"]
             if binary.shape[0] == 1:
                 settings = single_slice_settings(settings, image.spacing_mm)
             mask, components = clean_and_label(binary, settings,
-                                               voxel_volume_mm3(image.spacing_mm))
-            del binary
+                                               voxel_volume_mm3(image.spacing_mm), core)
+            del binary, core
         with stage("measure", timings):
             measurements = measure(mask, image.pixel_spacing_mm, image.slice_thickness_mm,
                                    components=components)

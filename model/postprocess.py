@@ -1,8 +1,11 @@
-"""Probabilities -> clean binary mask: threshold, fill holes, drop tiny components.
+"""Probabilities -> clean binary mask: threshold, fill holes, drop tiny or unconfident components.
 
 Arrays are (Z, Y, X). A volume (Z > 1) is cleaned in 3D with full (26-) connectivity, a
 single image in 2D with full (8-) connectivity. The size limit is ``min_lesion_mm3`` when
 the voxel volume is known and ``min_lesion_pixels`` (voxels of the original grid) when not.
+Optionally (``core_threshold`` set) a component is kept only if it also holds at least
+``min_core_mm3`` / ``min_core_pixels`` of voxels with probability >= ``core_threshold``: its
+confident core, which a model's false positives on lesion-free heads mostly lack.
 """
 from __future__ import annotations
 
@@ -87,6 +90,18 @@ class Components:
         """(z, y, x) of the box's first voxel in the volume."""
         return tuple(int(s.start) for s in self.box)
 
+    def keep(self, keep: np.ndarray) -> None:
+        """Keep only the components with ``keep[label]`` True (bool, count + 1 long), renumbered
+        1..n in their order, in place."""
+        keep = np.asarray(keep, dtype=bool).copy()
+        keep[0] = False
+        kept = int(np.count_nonzero(keep))
+        if kept < self.count:
+            new_ids = np.zeros(self.count + 1, dtype=self.labels.dtype)
+            new_ids[keep] = np.arange(1, kept + 1, dtype=self.labels.dtype)
+            self.labels = new_ids[self.labels]
+            self.count = kept
+
     def lesion_mask(self, label: int, shape: tuple[int, int, int]) -> np.ndarray:
         """bool (Z, Y, X) mask of the volume's ``shape`` holding only component ``label``."""
         out = np.zeros(shape, dtype=bool)
@@ -103,19 +118,10 @@ def label_components(mask: np.ndarray, min_voxels: int = 0) -> Optional[Componen
         return None
     crop = np.asarray(mask[box], dtype=bool)
     labels, count = ndimage.label(crop, structure=full_connectivity(mask))
+    components = Components(labels=labels, count=int(count), box=box)
     if min_voxels > 1:
-        voxels = np.flatnonzero(crop)                 # C order, like labels.reshape(-1)
-        flat = labels.reshape(-1)
-        owner = flat[voxels]
-        keep = np.bincount(owner, minlength=count + 1) >= min_voxels
-        keep[0] = False
-        kept = int(np.count_nonzero(keep))
-        if kept < count:
-            new_ids = np.zeros(count + 1, dtype=labels.dtype)
-            new_ids[keep] = np.arange(1, kept + 1, dtype=labels.dtype)
-            flat[voxels] = new_ids[owner]
-            count = kept
-    return Components(labels=labels, count=int(count), box=box)
+        components.keep(np.bincount(labels[crop], minlength=count + 1) >= min_voxels)
+    return components
 
 
 def remove_small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
@@ -153,36 +159,58 @@ def single_slice_settings(settings: Mapping, spacing_mm: Optional[tuple[float, f
     """
     out = dict(settings)
     slice_mm = float(spacing_mm[0]) if spacing_mm else TYPICAL_SLICE_MM
-    pixels = int(settings.get("min_lesion_pixels", 0))
-    out["min_lesion_pixels"] = int(math.ceil(
-        pixels * central_slab_fraction(pixels * TYPICAL_VOXEL_MM3, TYPICAL_SLICE_MM) - 1e-9))
-    mm3 = float(settings.get("min_lesion_mm3", 0.0))
-    out["min_lesion_mm3"] = mm3 * central_slab_fraction(mm3, slice_mm)
+    for part in ("lesion", "core"):      # the core limit scales like the lesion's
+        if f"min_{part}_pixels" not in settings and f"min_{part}_mm3" not in settings:
+            continue
+        pixels = int(settings.get(f"min_{part}_pixels", 0))
+        out[f"min_{part}_pixels"] = int(math.ceil(
+            pixels * central_slab_fraction(pixels * TYPICAL_VOXEL_MM3, TYPICAL_SLICE_MM) - 1e-9))
+        mm3 = float(settings.get(f"min_{part}_mm3", 0.0))
+        out[f"min_{part}_mm3"] = mm3 * central_slab_fraction(mm3, slice_mm)
     return out
 
 
-def min_component_voxels(settings: Mapping, voxel_volume_mm3: Optional[float]) -> int:
-    """Size limit in voxels: ceil(min_lesion_mm3 / voxel volume) if known, else min_lesion_pixels."""
+def min_component_voxels(settings: Mapping, voxel_volume_mm3: Optional[float], part: str = "lesion") -> int:
+    """Limit in voxels: ceil(min_{part}_mm3 / voxel volume) if known, else min_{part}_pixels.
+    part: "lesion" (a component's size) or "core" (its voxels >= core_threshold)."""
     if voxel_volume_mm3 is not None and voxel_volume_mm3 > 0:
-        return int(math.ceil(float(settings.get("min_lesion_mm3", 0.0)) / voxel_volume_mm3 - 1e-9))
-    return int(settings.get("min_lesion_pixels", 0))
+        return int(math.ceil(float(settings.get(f"min_{part}_mm3", 0.0)) / voxel_volume_mm3 - 1e-9))
+    return int(settings.get(f"min_{part}_pixels", 0))
 
 
-def clean_and_label(mask: np.ndarray, settings: Mapping, voxel_volume_mm3: Optional[float]
-                    ) -> tuple[np.ndarray, Optional[Components]]:
+def has_core_rule(settings: Mapping) -> bool:
+    return settings.get("core_threshold") is not None
+
+
+def drop_unconfident(components: Components, core: np.ndarray, min_voxels: int) -> None:
+    """Keep the components holding at least ``min_voxels`` voxels of ``core`` (bool (Z, Y, X),
+    probability >= core_threshold), in place."""
+    inside = np.asarray(core[components.box], dtype=bool) & (components.labels > 0)
+    counts = np.bincount(components.labels[inside], minlength=components.count + 1)
+    components.keep(counts >= max(min_voxels, 1))
+
+
+def clean_and_label(mask: np.ndarray, settings: Mapping, voxel_volume_mm3: Optional[float],
+                    core: Optional[np.ndarray] = None) -> tuple[np.ndarray, Optional[Components]]:
     """Binary (Z, Y, X) mask -> (uint8 0/1 mask with holes filled and small components
     removed, its :class:`Components`, None when it is empty).
 
     Pass the components to ``measure.measure`` so that the volume is labelled only once.
-    settings: the config's ``postprocess`` dict (min_lesion_mm3, min_lesion_pixels, fill_holes).
+    settings: the config's ``postprocess`` dict (min_lesion_mm3, min_lesion_pixels, fill_holes;
+    with core_threshold also min_core_mm3, min_core_pixels, and then ``core`` is required:
+    bool (Z, Y, X) of probability >= core_threshold).
     voxel_volume_mm3: slice_mm * row_mm * col_mm, or None when the spacing is unknown.
     """
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 3:
         raise ValueError(f"mask must be (Z, Y, X), got shape {mask.shape}")
+    if has_core_rule(settings) and (core is None or core.shape != mask.shape):
+        raise ValueError("the core rule needs the (Z, Y, X) mask of confident voxels")
     if settings.get("fill_holes", True):
         mask = fill_holes_per_slice(mask)
     components = label_components(mask, min_component_voxels(settings, voxel_volume_mm3))
+    if components is not None and has_core_rule(settings):
+        drop_unconfident(components, core, min_component_voxels(settings, voxel_volume_mm3, "core"))
     out = np.zeros(mask.shape, dtype=np.uint8)
     if components is None or components.count == 0:
         return out, None
@@ -199,7 +227,13 @@ def clean_mask(mask: np.ndarray, settings: Mapping, voxel_volume_mm3: Optional[f
     return clean_and_label(mask, settings, voxel_volume_mm3)[0]
 
 
+def core_mask(prob: np.ndarray, settings: Mapping) -> Optional[np.ndarray]:
+    """bool (Z, Y, X) of ``prob >= core_threshold``, or None when the settings have no core rule."""
+    return binarize(prob, settings["core_threshold"]) if has_core_rule(settings) else None
+
+
 def postprocess(prob: np.ndarray, config: Mapping, voxel_volume_mm3: Optional[float]) -> np.ndarray:
     """(Z, Y, X) probabilities -> uint8 0/1 mask using the config's threshold and postprocess."""
-    return clean_mask(binarize(prob, config["threshold"]), config.get("postprocess", {}),
-                      voxel_volume_mm3)
+    settings = config.get("postprocess", {})
+    return clean_and_label(binarize(prob, config["threshold"]), settings, voxel_volume_mm3,
+                           core_mask(prob, settings))[0]

@@ -320,3 +320,21 @@ def test_8bit_nifti_export_segments_like_the_same_png_slices(fake_segmenter):
     assert from_nifti.mask.sum() == from_png.mask.sum() == inside.sum()
     assert from_nifti.report()["volume_ml"] == pytest.approx(from_png.report()["volume_ml"])
     assert any("8-bit values without a rescale" in w for w in from_nifti.report()["warnings"])
+
+
+def test_core_rule_drops_a_faint_lesion_and_keeps_a_confident_one():
+    hu = np.full((3, 64, 64), -20.0, np.float32)        # unit 0 in the 40/120 window
+    hu[:, 8:24, 8:24] = 100.0                            # unit 1.0: confident
+    hu[:, 40:56, 40:56] = 60.0                           # unit 0.67: above 0.5, below the core's 0.9
+    image = CTImage(array=hu, intensity="hu", kind="nifti", is_volume=True,
+                    pixel_spacing_mm=(1.0, 1.0), slice_thickness_mm=2.0, spacing_source="nifti header")
+    size_rule = {"min_lesion_mm3": 0.0, "min_lesion_pixels": 0, "fill_holes": True}
+    core_rule = {**size_rule, "core_threshold": 0.9, "min_core_pixels": 100, "min_core_mm3": 200.0}
+    masks = {}
+    for name, post in (("size", size_rule), ("core", core_rule)):
+        predictor = CentreChannelPredictor(size=64, postprocess=post)
+        masks[name] = Segmenter(predictors={"unet": predictor}).segment_image(image).mask
+    assert masks["size"][:, 40:56, 40:56].all() and masks["size"][:, 8:24, 8:24].all()
+    assert masks["core"][:, 8:24, 8:24].all() and not masks["core"][:, 32:, 32:].any()
+    result = Segmenter(predictors={"unet": CentreChannelPredictor(size=64, postprocess=core_rule)}).segment_image(image)
+    assert result.measurements.volume_ml == pytest.approx(3 * 16 * 16 * 2.0 / 1000)

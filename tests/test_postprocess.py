@@ -160,3 +160,52 @@ def test_single_slice_limits_are_the_central_slice_of_the_smallest_lesion():
     mask[0, 10:50, 10:50] = True                                   # 1600 px: kept in 2D
     assert clean_mask(mask, one, None).sum() == 1600
     assert clean_mask(mask, settings, None).sum() == 0             # the 3D rule would drop it
+
+
+CORE = {"min_lesion_mm3": 0.0, "min_lesion_pixels": 0, "fill_holes": True,
+        "core_threshold": 0.9, "min_core_pixels": 3, "min_core_mm3": 6.0}
+
+
+def _two_components():
+    """(1, 10, 10) probabilities: a 12-voxel component with 4 voxels >= 0.9 and one of 12 with 2."""
+    prob = np.zeros((1, 10, 10), np.float32)
+    prob[0, 0:3, 0:4] = 0.6
+    prob[0, 0, 0:4] = 0.95
+    prob[0, 6:9, 6:10] = 0.6
+    prob[0, 8, 8:10] = 0.95
+    return prob
+
+
+def test_core_rule_keeps_whole_components_with_enough_confident_voxels():
+    prob = _two_components()
+    config = {"threshold": 0.5, "postprocess": CORE}
+    out = postprocess(prob, config, None)
+    assert out.sum() == 12 and out[0, 0:3, 0:4].all() and not out[0, 6:, 6:].any()
+    mask, components = clean_and_label(prob >= 0.5, CORE, None, prob >= 0.9)
+    assert components.count == 1 and (components.labels > 0).sum() == 12
+    # with the size rule alone both stay; a core limit of 2 keeps both
+    assert postprocess(prob, {"threshold": 0.5, "postprocess": {**CORE, "core_threshold": None}}, None).sum() == 24
+    assert postprocess(prob, {"threshold": 0.5, "postprocess": {**CORE, "min_core_pixels": 2}}, None).sum() == 24
+
+
+def test_core_limit_is_in_mm3_when_the_voxel_volume_is_known():
+    prob = _two_components()
+    # 6 mm3 at 2 mm3 per voxel = 3 voxels (as min_core_pixels), at 1 mm3 = 6 voxels: neither is kept
+    assert postprocess(prob, {"threshold": 0.5, "postprocess": {**CORE, "min_core_pixels": 99}}, 2.0).sum() == 12
+    assert postprocess(prob, {"threshold": 0.5, "postprocess": CORE}, 1.0).sum() == 0
+
+
+def test_core_rule_needs_the_confident_mask():
+    with pytest.raises(ValueError, match="core rule"):
+        clean_and_label(np.ones((1, 4, 4), bool), CORE, None)
+
+
+def test_single_slice_scales_the_core_limit_like_the_lesion_limit():
+    from model.postprocess import single_slice_settings
+
+    settings = {**CORE, "min_lesion_pixels": 3200, "min_lesion_mm3": 3240.0,
+                "min_core_pixels": 3200, "min_core_mm3": 3240.0}
+    out = single_slice_settings(settings, None)
+    assert out["min_core_pixels"] == out["min_lesion_pixels"] < 3200
+    assert out["min_core_mm3"] == pytest.approx(out["min_lesion_mm3"]) and out["min_core_mm3"] < 3240.0
+    assert "min_core_pixels" not in single_slice_settings({"min_lesion_pixels": 10}, None)

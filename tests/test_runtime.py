@@ -92,6 +92,21 @@ def test_invalid_config_is_reported(tmp_path):
         load_config(tmp_path, "unet")
 
 
+@pytest.mark.parametrize("post, message", [
+    ({"core_threshold": 0.9}, "needs min_core_pixels"),
+    ({"core_threshold": 0.4, "min_core_pixels": 10, "min_core_mm3": 10.0}, r"\[threshold, 1\)"),
+    ({"core_threshold": 0.9, "min_core_pixels": 1.5, "min_core_mm3": 10.0}, "needs min_core_pixels"),
+])
+def test_an_incomplete_core_rule_is_an_invalid_config(tmp_path, post, message):
+    config = {"architecture": "unet", "input_size": [32, 32], "threshold": 0.5, "postprocess": post}
+    (tmp_path / "unet.json").write_text(json.dumps(config))
+    with pytest.raises(PipelineError, match=message):
+        load_config(tmp_path, "unet")
+    post.update(core_threshold=0.95, min_core_pixels=10, min_core_mm3=10.0)
+    (tmp_path / "unet.json").write_text(json.dumps(config))
+    assert load_config(tmp_path, "unet")["postprocess"]["core_threshold"] == 0.95
+
+
 def test_thread_count_from_env(monkeypatch):
     monkeypatch.setenv("ICH_THREADS", "3")
     assert num_threads() == 3

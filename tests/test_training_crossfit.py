@@ -121,3 +121,52 @@ def test_model_card_states_each_models_cv_protocol(tmp_path):
     assert lines[1].startswith("- two_branch: each fold holds out 20%")
     assert shipped_choice(tmp_path) == ("unet, the best on all 60 patients' out-of-fold predictions; "
                                         "two_branch, the median of the five folds' validation choices")
+
+
+def test_the_core_rule_is_chosen_only_when_asked_for_and_better(tmp_path, monkeypatch, tiny_training):
+    import training.crossfit as crossfit
+
+    lesion = np.zeros((2, 8, 8), bool)
+    lesion[:, 1:7, 1:7] = True
+    prob = lesion * np.float32(0.6)
+    prob[:, 3:5, 3:5] = 0.995                     # the bleed: faint with a confident core
+    fp = np.zeros((2, 8, 8), np.float32)
+    fp[:, 1:7, 1:7] = 0.96                        # a lesion-free head: confident, but not >= 0.98
+    no = np.zeros_like(lesion)
+    oof = {f"{k}{c}": (k, p, t) for k in range(2) for c, p, t in (("a", prob, lesion), ("b", fp, no))}
+    monkeypatch.setattr(crossfit, "oof_probabilities", lambda *a, **k: oof)
+    monkeypatch.setattr(crossfit, "grid_scale_for", lambda size: 1.0)
+    runs, cfg = tmp_path / "runs", tiny_training.model_config("unet")
+    paths = [_write_fold(runs, k, cfg, []) for k in range(2)]
+    folds = [["0a", "0b"], ["1a", "1b"]]
+
+    size_only = crossfit.choose_cross_fitted("unet", tmp_path, runs, folds)["pooled"]
+    assert "core_threshold" not in size_only and size_only["false_positive_patients"] == 2
+    both = crossfit.choose_cross_fitted("unet", tmp_path, runs, folds, ("size", "core"))["pooled"]
+    assert both["core_threshold"] >= 0.98 and both["mean_dice"] == 1.0 and both["false_positive_patients"] == 0
+    post = json.loads(paths[0].read_text())["postprocess"]
+    assert post["core_threshold"] >= 0.98 and post["min_lesion_pixels"] == 0 and post["min_core_pixels"] >= 0
+    with pytest.raises(SystemExit, match="unknown postprocessing rules"):
+        crossfit.choose_cross_fitted("unet", tmp_path, runs, folds, ("sizes",))
+
+
+def test_set_postprocessing_switches_between_the_rules():
+    from training.train import set_postprocessing
+
+    config = {"threshold": 0.5, "postprocess": {"min_lesion_pixels": 50, "min_lesion_mm3": 50.0, "fill_holes": True}}
+    set_postprocessing(config, 0.5, 1600, 0.98)
+    assert config["postprocess"] == {"min_lesion_pixels": 0, "min_lesion_mm3": 0.0, "fill_holes": True,
+                                     "core_threshold": 0.98, "min_core_pixels": 1600, "min_core_mm3": 1620.0}
+    set_postprocessing(config, 0.6, 3200)
+    assert config["threshold"] == 0.6
+    assert config["postprocess"] == {"min_lesion_pixels": 3200, "min_lesion_mm3": 3240.0, "fill_holes": True}
+
+
+def test_model_card_describes_the_core_rule_when_a_model_uses_it():
+    from training.report import postprocessing_text
+
+    config = {"threshold": 0.5, "postprocess": {"min_lesion_pixels": 3200, "min_lesion_mm3": 3240.0}}
+    assert postprocessing_text(config) == ("threshold 0.5, lesions smaller than 3200 voxels (spacing unknown) "
+                                           "or 3240.0 mm³ (spacing known) removed, holes filled.")
+    config["postprocess"].update(core_threshold=0.98, min_core_pixels=1600, min_core_mm3=1620.0)
+    assert "fewer than 1600 voxels / 1620.0 mm³ of probability >= 0.98" in postprocessing_text(config)

@@ -2,10 +2,12 @@
 
 A fold trained on all of its training patients (``fold_validation_fraction`` 0 in
 ``training.configs``, as the shipped model is trained on all 60) has no validation patients to
-choose its threshold and minimum lesion size on. Instead, fold k's pair is the best
-``training.validate.selection_score`` over the size-rule grid on the out-of-fold predictions of
+choose its postprocessing on. Instead, fold k's rule is the best
+``training.validate.selection_score`` over the grids of ``training.oof`` named in ``rules``
+(``size``, the default: threshold x minimum lesion size; ``core``: threshold 0.5 x minimum
+voxels above a core threshold, see ``model.postprocess``) on the out-of-fold predictions of
 the *other* folds' test patients (48 patients, none of them fold k's test patients), computed on
-the model grid exactly as training's own choice is. The pair for the shipped model is the best on
+the model grid as training's own choice is. The rule for the shipped model is the best on
 all patients' out-of-fold predictions (the 60 instead of the median of five noisy choices).
 
 The test fold's own patients never influence its choice; the models that predicted the other
@@ -40,7 +42,8 @@ def best_point(table: dict, patients: dict, pids: list[str], points: list) -> tu
                   "patients": len(pids)}
 
 
-def choose_cross_fitted(name: str, data: Path, runs: Path, folds: list[list[str]]) -> dict:
+def choose_cross_fitted(name: str, data: Path, runs: Path, folds: list[list[str]],
+                        rules: tuple[str, ...] = ("size",)) -> dict:
     """Write each fold's cross-fitted threshold / min_lesion_pixels into its NAME.json.
 
     Returns {"fold_choices": [...], "pooled": {"threshold", "min_lesion_pixels", ...}}.
@@ -49,22 +52,38 @@ def choose_cross_fitted(name: str, data: Path, runs: Path, folds: list[list[str]
 
     scale = grid_scale_for(model_config(name)["input_size"])
     patients = oof_probabilities(name, data, runs, folds, tta=False)
-    points = RULES["size"]
+    unknown = set(rules) - set(RULES)
+    if unknown or not rules:
+        raise SystemExit(f"unknown postprocessing rules {sorted(unknown)}: choose from {sorted(RULES)}")
+    points = [point for rule in rules for point in RULES[rule]]
     table = outcome_table(patients, points, scale)
     choices = []
     for k in range(len(folds)):
         others = [p for p, (fold, _, _) in patients.items() if fold != k]
-        (threshold, min_voxels, _), on_others = best_point(table, patients, others, points)
+        point, on_others = best_point(table, patients, others, points)
         path = fold_config_path(runs, name, k)
         cfg = json.loads(path.read_text())
-        set_postprocessing(cfg, threshold, min_voxels)
+        set_postprocessing(cfg, *point)
         cfg.setdefault("metrics", {})["cross_fitted"] = {"chosen_on": "other folds' test patients",
                                                          **on_others}
         path.write_text(json.dumps(cfg, indent=2))
-        choices.append({"threshold": threshold, "min_lesion_pixels": min_voxels, **on_others})
-        print(f"fold {k}: cross-fitted threshold {threshold} min {min_voxels} voxels "
-              f"(on {len(others)} patients: Dice {on_others['mean_dice']:.3f}, "
-              f"{on_others['false_positive_patients']} FP)", flush=True)
-    (threshold, min_voxels, _), on_all = best_point(table, patients, list(patients), points)
-    return {"fold_choices": choices,
-            "pooled": {"threshold": threshold, "min_lesion_pixels": min_voxels, **on_all}}
+        choices.append({**rule_fields(point), **on_others})
+        print(f"fold {k}: cross-fitted {describe(point)} (on {len(others)} patients: Dice "
+              f"{on_others['mean_dice']:.3f}, {on_others['false_positive_patients']} FP)", flush=True)
+    point, on_all = best_point(table, patients, list(patients), points)
+    return {"fold_choices": choices, "pooled": {**rule_fields(point), **on_all}}
+
+
+def rule_fields(point: tuple) -> dict:
+    """A grid point (threshold, min voxels, core threshold or None) as config-style fields."""
+    threshold, min_voxels, core = point
+    if core is None:
+        return {"threshold": threshold, "min_lesion_pixels": min_voxels}
+    return {"threshold": threshold, "min_lesion_pixels": 0, "core_threshold": core, "min_core_pixels": min_voxels}
+
+
+def describe(point: tuple) -> str:
+    threshold, min_voxels, core = point
+    if core is None:
+        return f"size rule: threshold {threshold}, min {min_voxels} voxels"
+    return f"core rule: threshold {threshold}, >= {min_voxels} voxels of p >= {core}"

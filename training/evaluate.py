@@ -102,7 +102,9 @@ def evaluate_folds(name: str, data: Path, folds: list[list[str]], runs: Path) ->
         seg = Segmenter(weights_dir=fold_dir)
         cfg = json.loads((fold_dir / f"{name}.json").read_text())
         t = cfg.get("training", {})
-        chosen.append({"threshold": cfg["threshold"], "min_lesion_pixels": cfg["postprocess"]["min_lesion_pixels"],
+        post = cfg["postprocess"]
+        chosen.append({"threshold": cfg["threshold"], "min_lesion_pixels": post["min_lesion_pixels"],
+                       **{k: post[k] for k in ("core_threshold", "min_core_pixels") if k in post},
                        "steps": t.get("steps"), "duration_s": t.get("duration_s"),
                        "best_step": cfg.get("metrics", {}).get("validation", {}).get("step")})
         for pid in test:
@@ -141,7 +143,8 @@ def choose_postprocessing(name: str, args, folds: list[list[str]]) -> dict | Non
     from .crossfit import choose_cross_fitted, folds_without_validation
 
     if folds_without_validation(name, args.runs, args.folds):
-        pooled = choose_cross_fitted(name, args.data, args.runs, folds)["pooled"]
+        rules = tuple(args.crossfit_rules.split(","))
+        pooled = choose_cross_fitted(name, args.data, args.runs, folds, rules)["pooled"]
         return {**pooled, "chosen_on": "all patients' out-of-fold predictions (training.crossfit)"}
     if args.rechoose_postprocessing:
         rechoose_postprocessing(name, args.data, args.runs, args.folds)
@@ -172,6 +175,9 @@ def main(argv=None) -> None:
                     help="evaluate the folds as trained, even those trained for fewer steps than configured")
     ap.add_argument("--rechoose-postprocessing", action="store_true",
                     help="re-choose trained folds' threshold/min size on their validation patients first")
+    ap.add_argument("--crossfit-rules", default="size",
+                    help="for folds trained without validation: the postprocessing rules to choose from, "
+                         "size and/or core (comma-separated; see training/crossfit.py)")
     ap.add_argument("--only-folds", default=None,
                     help="comma-separated fold numbers to train (lets folds train in parallel processes)")
     args = ap.parse_args(argv)

@@ -133,6 +133,17 @@ def _cycles(t: dict) -> str:
     return f" ({sizes}, peak lr {t.get('learning_rate')} then x{t.get('lr_cycle_decay')} per cycle)"
 
 
+def postprocessing_text(config: dict) -> str:
+    """The postprocessing sentence of a model config (size rule, or core rule when set)."""
+    p = config["postprocess"]
+    text = (f"threshold {config['threshold']}, lesions smaller than {p['min_lesion_pixels']} voxels (spacing "
+            f"unknown) or {p['min_lesion_mm3']} mm³ (spacing known) removed")
+    if p.get("core_threshold") is not None:
+        text += (f", and lesions with fewer than {p['min_core_pixels']} voxels / {p['min_core_mm3']} mm³ "
+                 f"of probability >= {p['core_threshold']}")
+    return text + ", holes filled."
+
+
 def model_section(weights: Path, name: str) -> str:
     path = weights / f"{name}.json"
     if not path.exists():
@@ -144,9 +155,7 @@ def model_section(weights: Path, name: str) -> str:
             f"- Architecture: `{c['architecture']}` {json.dumps(c.get('arch_params', {}))}, input "
             f"{c['input_size'][0]}x{c['input_size'][1]}x{c['in_channels']} (the slice and its neighbours, "
             f"{c['context_slices']} on each side), window level {c['window']['level']} / width {c['window']['width']} HU.\n"
-            f"- Postprocessing: threshold {c['threshold']}, lesions smaller than "
-            f"{c['postprocess']['min_lesion_pixels']} voxels (spacing unknown) or "
-            f"{c['postprocess']['min_lesion_mm3']} mm³ (spacing known) removed, holes filled.\n"
+            f"- Postprocessing: {postprocessing_text(c)}\n"
             f"- Training: {t.get('steps')} steps of {t.get('batch_size')} samples ({crops}), "
             f"{t.get('optimizer')}{_cycles(t)}, {t.get('loss')}, {len(t.get('train_patients', []))} patients, "
             f"{t.get('device')} ({t.get('dtype_policy', 'float32')}), BCE lesion weight {t.get('pos_weight', 1.0)}, "

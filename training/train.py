@@ -182,12 +182,20 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
     return config
 
 
-def set_postprocessing(config: dict, threshold: float, min_lesion_pixels: int) -> None:
-    """Set a model config's threshold and minimum lesion size (voxels, and mm^3 for inputs with
-    spacing: ct-ich does not record its spacing, so a typical voxel converts the count)."""
+def set_postprocessing(config: dict, threshold: float, min_voxels: int, core_threshold: float | None = None) -> None:
+    """Set a model config's postprocessing: the size rule (components of at least ``min_voxels``)
+    or, with ``core_threshold``, the core rule (components holding at least ``min_voxels`` voxels
+    of probability >= core_threshold; no size limit). Voxel counts get an mm^3 twin for inputs with
+    spacing: ct-ich does not record its spacing, so a typical voxel converts the count."""
+    post = config["postprocess"]
+    for key in ("core_threshold", "min_core_pixels", "min_core_mm3"):
+        post.pop(key, None)
+    part = "lesion" if core_threshold is None else "core"
+    if core_threshold is not None:
+        post.update(min_lesion_pixels=0, min_lesion_mm3=0.0, core_threshold=float(core_threshold))
     config["threshold"] = float(threshold)
-    config["postprocess"]["min_lesion_pixels"] = int(min_lesion_pixels)
-    config["postprocess"]["min_lesion_mm3"] = round(int(min_lesion_pixels) * TYPICAL_VOXEL_MM3, 1)
+    post[f"min_{part}_pixels"] = int(min_voxels)
+    post[f"min_{part}_mm3"] = round(int(min_voxels) * TYPICAL_VOXEL_MM3, 1)
 
 
 def apply_cv_choice(config_path: Path, cv_report: Path) -> None:
@@ -196,7 +204,11 @@ def apply_cv_choice(config_path: Path, cv_report: Path) -> None:
         return
     cv = json.loads(cv_report.read_text())
     config = json.loads(config_path.read_text())
-    set_postprocessing(config, cv["chosen"]["threshold"], cv["chosen"]["min_lesion_pixels"])
+    chosen = cv["chosen"]
+    if chosen.get("core_threshold") is not None:
+        set_postprocessing(config, chosen["threshold"], chosen["min_core_pixels"], chosen["core_threshold"])
+    else:
+        set_postprocessing(config, chosen["threshold"], chosen["min_lesion_pixels"])
     config.setdefault("metrics", {})["cv"] = cv["summary"]
     config_path.write_text(json.dumps(config, indent=2))
 
