@@ -99,7 +99,9 @@ class Components:
         if kept < self.count:
             new_ids = np.zeros(self.count + 1, dtype=self.labels.dtype)
             new_ids[keep] = np.arange(1, kept + 1, dtype=self.labels.dtype)
-            self.labels = new_ids[self.labels]
+            flat = self.labels.reshape(-1)             # a view: labels are C-contiguous
+            voxels = np.flatnonzero(flat)              # only labelled voxels, in place
+            flat[voxels] = new_ids[flat[voxels]]
             self.count = kept
 
     def lesion_mask(self, label: int, shape: tuple[int, int, int]) -> np.ndarray:
