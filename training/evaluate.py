@@ -5,8 +5,8 @@
 For each fold: train on the other folds' patients, then choose the threshold / minimum lesion
 size, either on 20% of them held out (which also early-stops) or, for a model configured with
 ``fold_validation_fraction`` 0, trained on all of them for the fixed step count and chosen
-cross-fitted on the other folds' out-of-fold predictions (``training.crossfit``); then segment every test patient's slices stacked
-into a (Z, 512, 512) volume with ``model.pipeline.Segmenter`` and score it against the
+cross-fitted on the other folds' out-of-fold predictions (``training.crossfit``); then segment
+every test patient's slices stacked into a (Z, 512, 512) volume with ``model.pipeline.Segmenter`` and score it against the
 radiologists' masks. Writes reports/NAME_cv.json and PNG figures. Resumable: a fold whose
 weights exist is not trained again; one trained for fewer steps than
 configured continues from its checkpoint.
