@@ -187,9 +187,9 @@ def has_core_rule(settings: Mapping) -> bool:
 def drop_unconfident(components: Components, core: np.ndarray, min_voxels: int) -> None:
     """Keep the components holding at least ``min_voxels`` voxels of ``core`` (bool (Z, Y, X),
     probability >= core_threshold), in place."""
-    inside = np.asarray(core[components.box], dtype=bool) & (components.labels > 0)
-    counts = np.bincount(components.labels[inside], minlength=components.count + 1)
-    components.keep(counts >= max(min_voxels, 1))
+    counts = np.bincount(components.labels[np.asarray(core[components.box], dtype=bool)],
+                         minlength=components.count + 1)
+    components.keep(counts >= max(min_voxels, 1))          # keep() never keeps label 0
 
 
 def clean_and_label(mask: np.ndarray, settings: Mapping, voxel_volume_mm3: Optional[float],

@@ -22,6 +22,8 @@ from .configs import model_config
 from .oof import RULES, oof_probabilities, outcome_table, score
 from .validate import grid_scale_for
 
+POOLED = "all patients' out-of-fold predictions (training.crossfit)"   # the report's "chosen_on"
+
 
 def fold_config_path(runs: Path, name: str, fold: int) -> Path:
     return runs / "cv" / name / f"fold{fold}" / f"{name}.json"

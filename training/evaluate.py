@@ -140,12 +140,12 @@ def summarize_cv(per_patient: dict) -> dict:
 def choose_postprocessing(name: str, args, folds: list[list[str]]) -> dict | None:
     """Folds trained without a validation split get a cross-fitted choice (training.crossfit) and
     the shipped model the pooled one, returned; others keep their own (optionally re-chosen)."""
-    from .crossfit import choose_cross_fitted, folds_without_validation
+    from .crossfit import POOLED, choose_cross_fitted, folds_without_validation
 
     if folds_without_validation(name, args.runs, args.folds):
         rules = tuple(args.crossfit_rules.split(","))
         pooled = choose_cross_fitted(name, args.data, args.runs, folds, rules)["pooled"]
-        return {**pooled, "chosen_on": "all patients' out-of-fold predictions (training.crossfit)"}
+        return {**pooled, "chosen_on": POOLED}
     if args.rechoose_postprocessing:
         rechoose_postprocessing(name, args.data, args.runs, args.folds)
     return None

@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from model.postprocess import label_components, remove_small_components
+from model.postprocess import drop_unconfident, label_components, remove_small_components
 
 from .configs import model_config
 from .data import dataset_folds, load_dataset
@@ -63,10 +64,9 @@ def component_mask(prob: np.ndarray, threshold: float, min_voxels: float, core: 
     out = np.zeros(binary.shape, bool)
     if components is None:
         return out
-    counts = np.bincount(components.labels[prob[components.box] >= core], minlength=components.count + 1)
-    keep = counts * scale >= max(min_voxels, 1e-9)
-    keep[0] = False
-    out[components.box] = keep[components.labels]
+    # the pipeline's core rule (model.postprocess) with the limit in model-grid voxels
+    drop_unconfident(components, prob >= core, int(math.ceil(min_voxels / scale - 1e-9)))
+    out[components.box] = components.labels > 0
     return out
 
 

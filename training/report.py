@@ -103,7 +103,9 @@ HELD_OUT = ("each fold holds out 20% of its patients for early stopping (the bes
 
 
 def cross_fitted(report: dict) -> bool:
-    return "out-of-fold" in (report.get("chosen") or {}).get("chosen_on", "")
+    from .crossfit import POOLED
+
+    return (report.get("chosen") or {}).get("chosen_on") == POOLED
 
 
 def protocol_lines(reports: Path) -> str:
