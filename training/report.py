@@ -163,6 +163,7 @@ def model_section(weights: Path, name: str) -> str:
             f"{t.get('device')} ({t.get('dtype_policy', 'float32')}), BCE lesion weight {t.get('pos_weight', 1.0)}, "
             f"{_fmt((t.get('duration_s') or 0) / 60, 1)} min on a 2-core CPU "
             f"({t.get('cpu_threads') or 'all'} TensorFlow thread(s)), seed {t.get('seed')}.\n"
+            f"- Sampling: {t.get('sampling')}.\n"
             f"- Augmentation: {t.get('augmentation')}.\n")
 
 

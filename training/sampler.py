@@ -1,7 +1,9 @@
 """Balanced batches of 2.5D training samples.
 
 Only ~11% of slices contain blood, so each batch draws 40% of its samples from lesion slices and
-60% from lesion-free slices (the 31 lesion-free patients included, as negatives).
+60% from lesion-free slices (the 31 lesion-free patients included, as negatives). Lesion slices
+can be weighted by patient (``lesion_patient_power``) so that a patient with 20 bleeding slices
+does not drown one with 2.
 """
 from __future__ import annotations
 
@@ -21,11 +23,14 @@ class BalancedSampler:
 
     p_single: probability that a sample repeats its centre slice in every channel, as a lone
     2D upload does at inference.
+    lesion_patient_power: a lesion slice of a patient with n lesion slices is drawn with weight
+    n ** -power: 0 draws lesion slices uniformly (large bleeds spanning many slices dominate),
+    1 draws every lesion patient equally often, 0.5 makes a patient's share grow as sqrt(n).
     """
 
     def __init__(self, patients: list[Patient], batch_size: int, context: int, seed: int,
                  positive_fraction: float = 0.4, p_single: float = 0.25, augment_data: bool = True,
-                 crop_size: int | None = None):
+                 crop_size: int | None = None, lesion_patient_power: float = 0.0):
         self.patients, self.batch_size, self.context = patients, batch_size, context
         self.crop_size = crop_size
         self.rng = np.random.default_rng(seed)
@@ -36,6 +41,7 @@ class BalancedSampler:
             for z in range(len(p.images)):
                 (pos if has[z] else neg).append((pi, z))
         self.pos, self.neg = np.array(pos), np.array(neg)
+        self.pos_p = lesion_slice_weights(self.pos, lesion_patient_power)
 
     def sample(self, pi: int, z: int) -> tuple[np.ndarray, np.ndarray]:
         p = self.patients[pi]
@@ -75,12 +81,28 @@ class BalancedSampler:
         x0 = int(np.clip(cx - c // 2, 0, w - c))
         return slice(y0, y0 + c), slice(x0, x0 + c)
 
+    def draw_lesion_slice(self) -> int:
+        # integers() when uniform keeps the random stream of runs made before the weighting existed
+        if self.pos_p is None:
+            return int(self.rng.integers(len(self.pos)))
+        return int(self.rng.choice(len(self.pos), p=self.pos_p))
+
     def batch(self) -> tuple[np.ndarray, np.ndarray]:
         n_pos = int(round(self.batch_size * self.positive_fraction)) if len(self.pos) else 0
-        picks = [self.pos[self.rng.integers(len(self.pos))] for _ in range(n_pos)]
+        picks = [self.pos[self.draw_lesion_slice()] for _ in range(n_pos)]
         picks += [self.neg[self.rng.integers(len(self.neg))] for _ in range(self.batch_size - n_pos)]
         xs, ys = zip(*(self.sample(int(pi), int(z)) for pi, z in picks))
         return np.stack(xs), np.stack(ys)[..., None]
+
+
+def lesion_slice_weights(pos: np.ndarray, power: float) -> np.ndarray | None:
+    """Drawing probabilities of lesion slices ``pos`` ((N, 2) rows of patient index, slice):
+    n ** -power for a patient with n lesion slices, normalised; None (uniform) for power 0."""
+    if not len(pos) or not power:
+        return None
+    _, inverse, counts = np.unique(pos[:, 0], return_inverse=True, return_counts=True)
+    weights = counts[inverse].astype(np.float64) ** -float(power)
+    return weights / weights.sum()
 
 
 def prefetch(sampler: BalancedSampler, depth: int = 4):

@@ -17,8 +17,7 @@ import time
 from functools import partial
 from pathlib import Path
 
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF_ENABLE_ONEDNN_OPTS: see training/__init__.py
 
 from model.postprocess import TYPICAL_VOXEL_MM3  # noqa: E402
 
@@ -84,6 +83,22 @@ def lr_schedule(tcfg: dict, steps: int):
         alpha=0.02)
 
 
+def describe_loss(tcfg: dict) -> str:
+    """The loss of a training config, in words (recorded in NAME.json and the model card)."""
+    if tcfg.get("dice", "batch") == "per_image":
+        return "bce (lesion pixels weighted by pos_weight) + soft dice per lesion image, averaged"
+    return "bce (lesion pixels weighted by pos_weight) + soft dice"
+
+
+def describe_sampling(tcfg: dict) -> str:
+    """The batch sampling of a training config, in words."""
+    power = float(tcfg.get("lesion_patient_power", 0.0))
+    crop = tcfg.get("crop_size")
+    return ("40% lesion slices, 60% lesion-free slices per batch; "
+            + (f"a patient's lesion slices weighted n^-{power:g} (n = its lesion slices); " if power else "")
+            + (f"{crop}x{crop} crops around a lesion pixel or inside the head" if crop else "whole slices"))
+
+
 def train_model(name: str, train: list[Patient], val: list[Patient], out_dir: Path, runs_dir: Path,
                 seed: int = 0, steps: int | None = None, log=None) -> dict:
     """Train ``name`` on ``train`` patients; early-stop/choose threshold on ``val`` if given.
@@ -111,7 +126,8 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
     full = build_model(config) if crop else model  # same layers, whole-slice input
     schedule = lr_schedule(tcfg, steps)
     model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss=partial(bce_dice_loss, pos_weight=tcfg.get("pos_weight", 1.0)))
+                  loss=partial(bce_dice_loss, pos_weight=tcfg.get("pos_weight", 1.0),
+                               dice=tcfg.get("dice", "batch")))
     ckpt_dir = Path(runs_dir) / f"{config['name']}_{out_dir.name}_s{seed}"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     state = {"step": 0, "best": None, "history": []}
@@ -123,7 +139,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
         model.load_weights(ckpt_dir / "last.weights.h5")
         log(f"resumed {config['name']} from step {state['step']}")
     sampler = BalancedSampler(train, tcfg["batch_size"], config["context_slices"], seed + state["step"],
-                              crop_size=crop)
+                              crop_size=crop, lesion_patient_power=tcfg.get("lesion_patient_power", 0.0))
     model.optimizer.iterations.assign(state["step"])
     predict = compiled_predict(full)
     scale = grid_scale_for(config["input_size"])
@@ -166,10 +182,9 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
         "seed": seed, "device": device, "dtype_policy": policy,
         "pos_weight": tcfg.get("pos_weight", 1.0), "cpu_threads": _cpu_threads(), "duration_s": round(duration, 1),
         "train_patients": [p.pid for p in train], "val_patients": [p.pid for p in val],
-        "date": datetime.date.today().isoformat(), "loss": "bce (lesion pixels weighted by pos_weight) + soft dice", "optimizer": "adam, cosine decay" + (" with warm restarts" if tcfg.get("lr_cycle_steps") else ""),
-        "sampling": "40% lesion slices, 60% lesion-free slices per batch; "
-                    + (f"{crop}x{crop} crops around a lesion pixel or inside the head" if crop
-                       else "whole slices"),
+        "date": datetime.date.today().isoformat(), "loss": describe_loss(tcfg),
+        "optimizer": "adam, cosine decay" + (" with warm restarts" if tcfg.get("lr_cycle_steps") else ""),
+        "sampling": describe_sampling(tcfg),
         "augmentation": "8 flips/90-degree rotations, rotation +-15 deg, zoom 0.85-1.15, shift; "
                         "half of the samples: gamma 0.8-1.25, contrast 0.75-1.33, brightness +-0.05, "
                         "noise; 25% single-slice (2D) inputs",
