@@ -79,3 +79,18 @@ def test_robustness_scores_held_out_patients_of_trained_folds(tmp_path, tiny_tra
     assert set(report["summary"]) == {c.name for c in CONDITIONS}
     for summary in report["summary"].values():
         assert summary["hemorrhage_patients"] == 1 and 0.0 <= summary["mean_dice"] <= 1.0
+
+
+def test_model_card_shows_the_measured_robustness_table(tmp_path):
+    from training.report import robustness_lines
+
+    assert robustness_lines(tmp_path) == ""                          # not measured: nothing claimed
+    summary = {"as exported (L40/W120 PNG)": {"mean_dice": 0.25, "found": 4, "hemorrhage_patients": 12,
+                                              "false_positive_patients": 0, "lesion_free_patients": 12},
+               "window L40/W80": {"mean_dice": 0.125, "found": 2, "hemorrhage_patients": 12,
+                                  "false_positive_patients": 3, "lesion_free_patients": 12}}
+    (tmp_path / "unet_robustness.json").write_text(json.dumps(
+        {"command": "python -m training.robustness --model unet", "folds_scored": [0, 3], "summary": summary}))
+    text = robustness_lines(tmp_path)
+    assert "| window L40/W80 | 0.125 | 2 of 12 | 3 of 12 |" in text
+    assert "folds 0, 3 (12 bleeds, 12 lesion-free)" in text

@@ -215,7 +215,7 @@ Threshold and minimum lesion size: {shipped_choice}. Serving uses an ONNX export
   small lesions are unreliable.
 - Calcifications, streak artefacts near the skull base and bright skull edges can produce false positives.
 - PNG/JPG inputs exported with a very different window than L40/W120 degrade accuracy (training
-  augments contrast and gamma to reduce this); prefer NIfTI or DICOM in Hounsfield units.
+  augments contrast and gamma to reduce this); prefer NIfTI or DICOM in Hounsfield units.{robustness}
 - The minimum lesion size in mm³ applies when spacing is known; it is the voxel count chosen by
   cross-validation times a typical 0.45 x 0.45 x 5 mm voxel (1.0125 mm³), since ct-ich does not record
   its pixel spacing.
@@ -237,6 +237,25 @@ def min_sizes(weights: Path) -> str:
     return ", ".join(parts) or "none shipped"
 
 
+def robustness_lines(reports: Path) -> str:
+    """Model-card lines from reports/NAME_robustness.json (training.robustness), where measured."""
+    lines = []
+    for name in NAMES:
+        path = reports / f"{name}_robustness.json"
+        if not path.exists():
+            continue
+        r = json.loads(path.read_text())
+        s = next(iter(r["summary"].values()))
+        lines += [f"- Other exports, measured for {name} (`{r['command']}`): held-out patients of CV folds "
+                  f"{', '.join(map(str, r['folds_scored']))} ({s['hemorrhage_patients']} bleeds, "
+                  f"{s['lesion_free_patients']} lesion-free), the same trained folds and postprocessing, "
+                  "the PNGs re-exported as below:", "",
+                  "  | input | mean Dice | bleeds found | false-positive patients |", "  |---|---|---|---|"]
+        lines += [f"  | {cond} | {_fmt(c['mean_dice'])} | {c['found']} of {c['hemorrhage_patients']} | "
+                  f"{c['false_positive_patients']} of {c['lesion_free_patients']} |" for cond, c in r["summary"].items()]
+    return "".join("\n" + line for line in lines)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default="model/weights", type=Path)
@@ -249,6 +268,7 @@ def main(argv=None) -> None:
     (args.weights / "MODEL_CARD.md").write_text(
         CARD.format(table=table, models=models, per_patient=per_patient_lines(args.reports),
                     weak=accuracy_caveat(args.reports), min_sizes=min_sizes(args.weights),
+                    robustness=robustness_lines(args.reports),
                     protocols=protocol_lines(args.reports), shipped_choice=shipped_choice(args.reports)))
     print(table)
 
