@@ -91,9 +91,16 @@ def score_patient(mask: np.ndarray, truth: np.ndarray, slice_area: list[int],
             "slice_truth": [int(t.any()) for t in truth]}
 
 
+def png_stack(grey: np.ndarray):
+    """A patient's (Z, Y, X) PNG grey values as the pipeline's input: a display-intensity volume of
+    unknown spacing, as the CLI reads a stack of PNG slices."""
+    from model.types import CTImage
+
+    return CTImage(array=np.asarray(grey, np.float32), intensity="display", kind="png", is_volume=True)
+
+
 def evaluate_folds(name: str, data: Path, folds: list[list[str]], runs: Path) -> dict:
     from model.pipeline import Segmenter
-    from model.types import CTImage
 
     index = read_index(data)
     per_patient, chosen = {}, []
@@ -109,8 +116,7 @@ def evaluate_folds(name: str, data: Path, folds: list[list[str]], runs: Path) ->
                        "best_step": cfg.get("metrics", {}).get("validation", {}).get("step")})
         for pid in test:
             images, truth = load_patient_png(data, index[pid])
-            image = CTImage(array=images.astype(np.float32), intensity="display", kind="png", is_volume=True)
-            result = seg.segment_image(image, model=name, name=pid)
+            result = seg.segment_image(png_stack(images), model=name, name=pid)
             areas = [int(a) for a in result.mask.reshape(len(result.mask), -1).sum(axis=1)]
             contrast = lesion_contrast_hu(images, truth, *PNG_WINDOW_HU)
             per_patient[pid] = {"fold": i, **score_patient(result.mask, truth, areas, contrast)}

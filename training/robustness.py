@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,9 +112,8 @@ def score_conditions(name: str, data: Path, runs: Path, folds: list[list[str]], 
     ``postprocessing``: a weights config whose threshold and postprocess replace each fold's own.
     """
     from model.pipeline import Segmenter
-    from model.types import CTImage
 
-    from .evaluate import score_patient
+    from .evaluate import png_stack, score_patient
 
     index = read_index(data)
     scores: dict[str, dict] = {c.name: {} for c in conditions}
@@ -126,8 +126,7 @@ def score_conditions(name: str, data: Path, runs: Path, folds: list[list[str]], 
         for pid in folds[i]:
             images, truth = load_patient_png(data, index[pid])
             for condition in conditions:
-                image = CTImage(array=condition(images), intensity="display", kind="png", is_volume=True)
-                mask = seg.segment_image(image, model=name, name=pid).mask
+                mask = seg.segment_image(png_stack(condition(images)), model=name, name=pid).mask
                 scores[condition.name][pid] = {"fold": i, **score_patient(mask, truth, [])}
             print(f"fold {i} patient {pid}: " + ", ".join(
                 f"{c.name} {scores[c.name][pid]['dice']:.2f}" for c in conditions), flush=True)
@@ -169,7 +168,7 @@ def main(argv=None) -> None:
               "postprocessing": ({"from": str(args.postprocessing_from), "threshold": post["threshold"],
                                   "postprocess": post["postprocess"]} if post else "each fold's own"),
               "summary": summary, "per_patient": scores,
-              "command": "python -m training.robustness " + " ".join(argv if argv is not None else __import__("sys").argv[1:])}
+              "command": "python -m training.robustness " + " ".join(sys.argv[1:] if argv is None else argv)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}_robustness.json").write_text(json.dumps(report, indent=1))
     for cond, s in summary.items():
