@@ -51,12 +51,40 @@ def intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+def reexport_window(image: np.ndarray, rng: np.random.Generator, source_hu: tuple[float, float],
+                    level_hu: tuple[float, float] = (30.0, 50.0),
+                    width_hu: tuple[float, float] = (70.0, 120.0)) -> np.ndarray:
+    """The image as another export window would show it.
+
+    ``image`` holds values in [0, 1] of the window ``source_hu`` = (level, width) in HU. A width is
+    drawn from ``width_hu``, then a level from the part of ``level_hu`` that keeps the new window
+    inside the source one (the nearest such level if none does): outside the source window the image
+    holds no information, so only windows inside it are simulated exactly. Same shape, float32 in [0, 1].
+    """
+    src_level, src_width = source_hu
+    src_low, src_high = src_level - src_width / 2.0, src_level + src_width / 2.0
+    width = min(rng.uniform(*width_hu), src_width)
+    fit_low, fit_high = src_low + width / 2.0, src_high - width / 2.0    # levels that keep it inside
+    low, high = max(level_hu[0], fit_low), min(level_hu[1], fit_high)
+    level = rng.uniform(low, high) if high > low else float(np.clip(level_hu[0], fit_low, fit_high))
+    hu = src_low + np.asarray(image, np.float32) * src_width
+    return np.clip((hu - (level - width / 2.0)) / width, 0.0, 1.0).astype(np.float32)
+
+
 def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-            p_affine: float = 0.6, p_intensity: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Full training augmentation of one (H, W, C) image and its (H, W) mask."""
+            p_affine: float = 0.6, p_intensity: float = 0.5,
+            window_jitter: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Full training augmentation of one (H, W, C) image and its (H, W) mask.
+
+    window_jitter: None (off) or {"p": probability, "source_hu": (level, width) of the images,
+    optional "level_hu" / "width_hu" ranges}: that share of the samples is re-exported with
+    another brain window (``reexport_window``) before the other intensity changes.
+    """
     image, mask = dihedral(image, mask, int(rng.integers(4)), bool(rng.random() < 0.5))
     if rng.random() < p_affine:
         image, mask = small_affine(image, mask, rng)
+    if window_jitter and rng.random() < window_jitter["p"]:
+        image = reexport_window(image, rng, **{k: tuple(v) for k, v in window_jitter.items() if k != "p"})
     if rng.random() < p_intensity:
         image = intensity(image, rng)
     return image, mask

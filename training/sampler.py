@@ -26,13 +26,15 @@ class BalancedSampler:
     lesion_patient_power: a lesion slice of a patient with n lesion slices is drawn with weight
     n ** -power: 0 draws lesion slices uniformly (large bleeds spanning many slices dominate),
     1 draws every lesion patient equally often, 0.5 makes a patient's share grow as sqrt(n).
+    window_jitter: passed to ``augment`` (a share of samples re-exported with another window).
     """
 
     def __init__(self, patients: list[Patient], batch_size: int, context: int, seed: int,
                  positive_fraction: float = 0.4, p_single: float = 0.25, augment_data: bool = True,
-                 crop_size: int | None = None, lesion_patient_power: float = 0.0):
+                 crop_size: int | None = None, lesion_patient_power: float = 0.0,
+                 window_jitter: dict | None = None):
         self.patients, self.batch_size, self.context = patients, batch_size, context
-        self.crop_size = crop_size
+        self.crop_size, self.window_jitter = crop_size, window_jitter
         self.rng = np.random.default_rng(seed)
         self.positive_fraction, self.p_single, self.augment_data = positive_fraction, p_single, augment_data
         pos, neg = [], []
@@ -53,7 +55,7 @@ class BalancedSampler:
         image = p.images[idx, rows, cols].astype(np.float32).transpose(1, 2, 0)
         mask = p.masks[z, rows, cols].astype(np.float32)
         if self.augment_data:
-            image, mask = augment(image, mask, self.rng)
+            image, mask = augment(image, mask, self.rng, window_jitter=self.window_jitter)
         return image, mask
 
     def crop_window(self, image: np.ndarray, mask: np.ndarray) -> tuple[slice, slice]:

@@ -90,6 +90,25 @@ def describe_loss(tcfg: dict) -> str:
     return "bce (lesion pixels weighted by pos_weight) + soft dice"
 
 
+def window_jitter(tcfg: dict, config: dict) -> dict | None:
+    """The sampler's window re-export augmentation: None when the training config has none."""
+    jitter = tcfg.get("window_jitter")
+    if not jitter:
+        return None
+    return {**jitter, "source_hu": (config["window"]["level"], config["window"]["width"])}
+
+
+def describe_augmentation(tcfg: dict) -> str:
+    """The augmentation of a training config, in words."""
+    jitter = tcfg.get("window_jitter")
+    window = (f"{jitter['p']:.0%} of the samples re-exported with a window of level "
+              f"{jitter['level_hu'][0]:g}-{jitter['level_hu'][1]:g} HU, width {jitter['width_hu'][0]:g}-"
+              f"{jitter['width_hu'][1]:g} HU inside the model's window; ") if jitter else ""
+    return ("8 flips/90-degree rotations, rotation +-15 deg, zoom 0.85-1.15, shift; " + window
+            + "half of the samples: gamma 0.8-1.25, contrast 0.75-1.33, brightness +-0.05, "
+              "noise; 25% single-slice (2D) inputs")
+
+
 def describe_sampling(tcfg: dict) -> str:
     """The batch sampling of a training config, in words."""
     power = float(tcfg.get("lesion_patient_power", 0.0))
@@ -139,7 +158,8 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
         model.load_weights(ckpt_dir / "last.weights.h5")
         log(f"resumed {config['name']} from step {state['step']}")
     sampler = BalancedSampler(train, tcfg["batch_size"], config["context_slices"], seed + state["step"],
-                              crop_size=crop, lesion_patient_power=tcfg.get("lesion_patient_power", 0.0))
+                              crop_size=crop, lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
+                              window_jitter=window_jitter(tcfg, config))
     model.optimizer.iterations.assign(state["step"])
     predict = compiled_predict(full)
     scale = grid_scale_for(config["input_size"])
@@ -185,9 +205,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
         "date": datetime.date.today().isoformat(), "loss": describe_loss(tcfg),
         "optimizer": "adam, cosine decay" + (" with warm restarts" if tcfg.get("lr_cycle_steps") else ""),
         "sampling": describe_sampling(tcfg),
-        "augmentation": "8 flips/90-degree rotations, rotation +-15 deg, zoom 0.85-1.15, shift; "
-                        "half of the samples: gamma 0.8-1.25, contrast 0.75-1.33, brightness +-0.05, "
-                        "noise; 25% single-slice (2D) inputs",
+        "augmentation": describe_augmentation(tcfg),
     }
     if state["best"]:
         config["threshold"] = state["best"]["threshold"]
