@@ -60,8 +60,13 @@ def test_training_config_jitter_reaches_the_sampler_with_the_models_window(synth
     config = {"window": {"level": 40.0, "width": 120.0}}
     jitter = window_jitter(tcfg, config)
     assert jitter["source_hu"] == SOURCE and window_jitter({}, config) is None
-    assert "re-exported with a window of level 40-40 HU, width 60-60 HU" in describe_augmentation(tcfg)
-    assert "re-exported" not in describe_augmentation({})
+    assert "re-exported with a window of level 40-40 HU, width 60-60 HU" in describe_augmentation(jitter)
+    assert "re-exported" not in describe_augmentation(None)
+    # a config naming only the share gets the default ranges, in the sampler and in the description
+    only_p = window_jitter({"window_jitter": {"p": 0.3}}, config)
+    assert (only_p["level_hu"], only_p["width_hu"]) == ((30.0, 50.0), (70.0, 120.0))
+    assert "30% of the samples re-exported with a window of level 30-50 HU, width 70-120 HU" in \
+        describe_augmentation(only_p)
     plain = BalancedSampler(synthetic_patients, 16, context=1, seed=3)
     jittered = BalancedSampler(synthetic_patients, 16, context=1, seed=3, window_jitter=jitter)
     x0, x1 = (s.batch()[0][:, 8:24, 8:24] for s in (plain, jittered))   # centres: no affine padding
@@ -69,3 +74,15 @@ def test_training_config_jitter_reaches_the_sampler_with_the_models_window(synth
     # where the other intensity changes (half of the samples) pull them back
     saturated = lambda x: np.mean((x == 0) | (x == 1))                    # noqa: E731
     assert saturated(x1) > 0.15 > saturated(x0)
+
+
+def test_training_with_only_the_share_given_records_the_default_ranges(tmp_path, monkeypatch, tiny_training,
+                                                                       synthetic_patients):
+    from training.train import train_model
+
+    monkeypatch.setitem(tiny_training.TRAINING, "unet", {"steps": 2, "batch_size": 4, "learning_rate": 1e-3,
+                                                         "val_every": 2, "window_jitter": {"p": 0.5}})
+    config = train_model("unet", synthetic_patients[:2], synthetic_patients[2:], tmp_path / "w",
+                         tmp_path / "runs", steps=2)
+    assert "50% of the samples re-exported with a window of level 30-50 HU, width 70-120 HU" in \
+        config["training"]["augmentation"]

@@ -9,6 +9,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from model.preprocess import Window
+
+# The window_jitter ranges when a training config names only "p" (HU).
+JITTER_LEVEL_HU = (30.0, 50.0)
+JITTER_WIDTH_HU = (70.0, 120.0)
+
 
 def dihedral(image: np.ndarray, mask: np.ndarray, k: int, flip: bool) -> tuple[np.ndarray, np.ndarray]:
     """One of the 8 symmetries of the square: rotate by k*90 degrees, then optionally mirror."""
@@ -52,8 +58,8 @@ def intensity(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def reexport_window(image: np.ndarray, rng: np.random.Generator, source_hu: tuple[float, float],
-                    level_hu: tuple[float, float] = (30.0, 50.0),
-                    width_hu: tuple[float, float] = (70.0, 120.0)) -> np.ndarray:
+                    level_hu: tuple[float, float] = JITTER_LEVEL_HU,
+                    width_hu: tuple[float, float] = JITTER_WIDTH_HU) -> np.ndarray:
     """The image as another export window would show it.
 
     ``image`` holds values in [0, 1] of the window ``source_hu`` = (level, width) in HU. A width is
@@ -67,8 +73,7 @@ def reexport_window(image: np.ndarray, rng: np.random.Generator, source_hu: tupl
     fit_low, fit_high = src_low + width / 2.0, src_high - width / 2.0    # levels that keep it inside
     low, high = max(level_hu[0], fit_low), min(level_hu[1], fit_high)
     level = rng.uniform(low, high) if high > low else float(np.clip(level_hu[0], fit_low, fit_high))
-    hu = src_low + np.asarray(image, np.float32) * src_width
-    return np.clip((hu - (level - width / 2.0)) / width, 0.0, 1.0).astype(np.float32)
+    return Window(level, width)(src_low + np.asarray(image, np.float32) * src_width)
 
 
 def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,

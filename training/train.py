@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF_ENABLE_ONEDNN_OPTS: see
 
 from model.postprocess import TYPICAL_VOXEL_MM3  # noqa: E402
 
+from .augment import JITTER_LEVEL_HU, JITTER_WIDTH_HU  # noqa: E402
 from .configs import model_config, training_config  # noqa: E402
 from .data import Patient, load_dataset  # noqa: E402
 from .device import set_threads, training_precision  # noqa: E402
@@ -91,16 +92,17 @@ def describe_loss(tcfg: dict) -> str:
 
 
 def window_jitter(tcfg: dict, config: dict) -> dict | None:
-    """The sampler's window re-export augmentation: None when the training config has none."""
+    """The sampler's window re-export augmentation, its ranges completed with the defaults; None
+    when the training config has none."""
     jitter = tcfg.get("window_jitter")
     if not jitter:
         return None
-    return {**jitter, "source_hu": (config["window"]["level"], config["window"]["width"])}
+    return {"level_hu": JITTER_LEVEL_HU, "width_hu": JITTER_WIDTH_HU, **jitter,
+            "source_hu": (config["window"]["level"], config["window"]["width"])}
 
 
-def describe_augmentation(tcfg: dict) -> str:
-    """The augmentation of a training config, in words."""
-    jitter = tcfg.get("window_jitter")
+def describe_augmentation(jitter: dict | None) -> str:
+    """The augmentation, in words, given the sampler's ``window_jitter`` (None: off)."""
     window = (f"{jitter['p']:.0%} of the samples re-exported with a window of level "
               f"{jitter['level_hu'][0]:g}-{jitter['level_hu'][1]:g} HU, width {jitter['width_hu'][0]:g}-"
               f"{jitter['width_hu'][1]:g} HU inside the model's window; ") if jitter else ""
@@ -157,9 +159,10 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
         state = json.loads((ckpt_dir / "state.json").read_text())
         model.load_weights(ckpt_dir / "last.weights.h5")
         log(f"resumed {config['name']} from step {state['step']}")
+    jitter = window_jitter(tcfg, config)
     sampler = BalancedSampler(train, tcfg["batch_size"], config["context_slices"], seed + state["step"],
                               crop_size=crop, lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
-                              window_jitter=window_jitter(tcfg, config))
+                              window_jitter=jitter)
     model.optimizer.iterations.assign(state["step"])
     predict = compiled_predict(full)
     scale = grid_scale_for(config["input_size"])
@@ -205,7 +208,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
         "date": datetime.date.today().isoformat(), "loss": describe_loss(tcfg),
         "optimizer": "adam, cosine decay" + (" with warm restarts" if tcfg.get("lr_cycle_steps") else ""),
         "sampling": describe_sampling(tcfg),
-        "augmentation": describe_augmentation(tcfg),
+        "augmentation": describe_augmentation(jitter),
     }
     if state["best"]:
         config["threshold"] = state["best"]["threshold"]
