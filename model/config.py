@@ -116,6 +116,10 @@ def validate_config(config: Any, *, source: str = "config", name: str | None = N
     _require(isinstance(config["threshold"], (int, float)) and 0 < config["threshold"] < 1,
              "threshold must be in (0, 1)", source)
     _require(_positive(config["window"]["width"]), "window.width must be > 0", source)
+    extra = config.get("arch_params", {}).get("extra_windows", [])
+    _require(isinstance(extra, list) and all(isinstance(w, dict) and _positive(w.get("width"))
+                                             and isinstance(w.get("level"), (int, float)) for w in extra),
+             "arch_params.extra_windows must be a list of {level, width > 0} in HU", source)
     post = config["postprocess"]
     _require(isinstance(post["min_lesion_mm3"], (int, float)) and post["min_lesion_mm3"] >= 0,
              "postprocess.min_lesion_mm3 must be >= 0", source)

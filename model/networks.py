@@ -2,17 +2,68 @@
 
 Both networks take a float32 tensor of shape (batch, H, W, C) with values in [0, 1]
 (C = 2 * context_slices + 1 neighbouring axial slices, the centre slice in the middle)
-and return (batch, H, W, 1) hemorrhage probabilities from a sigmoid.
+and return (batch, H, W, 1) hemorrhage probabilities from a sigmoid. With ``extra_windows``
+in ``arch_params`` the network first appends each channel re-windowed to narrower HU windows
+(:class:`InputWindows`), so the weights JSON alone still says how to prepare the input.
 
 The weights files (`*.weights.h5`) load by layer order, so a model must always be built
 by :func:`build_model` from the same config that trained it.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping
 
 UNET_DEFAULTS = {"depth": 4, "base_filters": 16, "dropout": 0.1, "batch_norm": True}
 TWO_BRANCH_DEFAULTS = {"filters": 32, "dropout": 0.1, "batch_norm": True}
+
+
+def window_affine(source: Mapping[str, float], target: Mapping[str, float]) -> tuple[float, float]:
+    """(scale, offset) taking a value in [0, 1] under window ``source`` to window ``target``.
+
+    Both windows are {"level", "width"} in HU; the result is clipped to [0, 1] by the caller,
+    so ``target`` should lie inside ``source`` (outside it the source has already clipped).
+    """
+    s_low = float(source["level"]) - float(source["width"]) / 2.0
+    t_low = float(target["level"]) - float(target["width"]) / 2.0
+    scale = float(source["width"]) / float(target["width"])
+    return scale, (s_low - t_low) / float(target["width"])
+
+
+def _input(input_shape, affines):
+    """Keras input "image" and the tensor the network starts from (input + re-windowed copies)."""
+    import keras
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    if not affines:
+        return inputs, inputs
+    return inputs, InputWindows(affines, name="input_windows")(inputs)
+
+
+@functools.lru_cache(maxsize=None)
+def _input_windows_layer():
+    import keras
+    from keras import ops
+
+    class _InputWindows(keras.layers.Layer):
+        """(B, H, W, C) in [0, 1] -> (B, H, W, C * (1 + len(affines))): the input followed by
+        clip(x * scale + offset, 0, 1) for each (scale, offset). No weights."""
+
+        def __init__(self, affines, **kwargs):
+            super().__init__(**kwargs)
+            self.affines = [(float(a), float(b)) for a, b in affines]
+
+        def call(self, x):
+            return ops.concatenate([x] + [ops.clip(x * a + b, 0.0, 1.0) for a, b in self.affines], axis=-1)
+
+        def get_config(self):
+            return {**super().get_config(), "affines": self.affines}
+
+    return _InputWindows
+
+
+def InputWindows(affines, **kwargs):  # noqa: N802 - builds a Keras layer lazily (Keras imports late)
+    return _input_windows_layer()(affines, **kwargs)
 
 
 def _conv_block(x, filters: int, batch_norm: bool, kernel: int = 3, dilation: int = 1, name: str = ""):
@@ -28,16 +79,17 @@ def _conv_block(x, filters: int, batch_norm: bool, kernel: int = 3, dilation: in
 
 
 def build_unet(input_shape: tuple[int, int, int], depth: int = 4, base_filters: int = 16,
-               dropout: float = 0.1, batch_norm: bool = True):
+               dropout: float = 0.1, batch_norm: bool = True, input_affines=()):
     """U-Net (Ronneberger 2015). Filters double per level: base_filters * 2**level.
 
     depth=4, base_filters=64 gives the classic 64-128-256-512 encoder with a 1024 bottleneck.
+    ``input_affines``: (scale, offset) pairs for :class:`InputWindows` (none by default).
     """
     import keras
     from keras import layers
 
-    inputs = keras.Input(shape=input_shape, name="image")
-    x, skips = inputs, []
+    inputs, x = _input(input_shape, input_affines)
+    skips = []
     for level in range(depth):
         x = _conv_block(x, base_filters * 2 ** level, batch_norm, name=f"enc{level}")
         skips.append(x)
@@ -55,7 +107,7 @@ def build_unet(input_shape: tuple[int, int, int], depth: int = 4, base_filters: 
 
 
 def build_two_branch(input_shape: tuple[int, int, int], filters: int = 32, dropout: float = 0.1,
-                     batch_norm: bool = True):
+                     batch_norm: bool = True, input_affines=()):
     """Two parallel conv/pool branches with different receptive fields, concatenated.
 
     Branch A uses 3x3 kernels (fine detail), branch B 3x3 kernels dilated by 3 (7x7 effective,
@@ -65,10 +117,10 @@ def build_two_branch(input_shape: tuple[int, int, int], filters: int = 32, dropo
     import keras
     from keras import layers
 
-    inputs = keras.Input(shape=input_shape, name="image")
+    inputs, start = _input(input_shape, input_affines)
     branches = []
     for tag, dilation in (("a", 1), ("b", 3)):
-        x = inputs
+        x = start
         for level in range(3):
             x = _conv_block(x, filters * 2 ** level, batch_norm, dilation=dilation,
                             name=f"branch{tag}{level}")
@@ -93,6 +145,8 @@ def build_model(config: Mapping[str, Any]):
     shape = (int(size[0]), int(size[1]), int(config.get("in_channels", 1)))
     arch = config["architecture"]
     params = dict(config.get("arch_params", {}))
+    source = config.get("window", {"level": 40.0, "width": 120.0})
+    params["input_affines"] = [window_affine(source, w) for w in params.pop("extra_windows", ())]
     if arch == "unet":
         return build_unet(shape, **{**UNET_DEFAULTS, **params})
     if arch == "two_branch":
