@@ -38,6 +38,9 @@ TRAINING = {
     # "window_jitter" (30% of samples re-exported at level 30-50 / width 70-120 HU) lifted the L40/W80
     # export on folds 0+3 from 0.070 (4 FP of 12) to 0.109 (2 FP) but the full CV gave 0.216 with 5 of
     # 31 FP (reports/experiments/unet_window_jitter.json): not used.
+    # "extra_windows" [{"level": 55, "width": 50}] in the U-Net's arch_params (the 3 channels also fed at
+    # 30-80 HU): folds 0+3 0.230 with 0 FP against 0.227 / 0 for this recipe retrained on the same machine,
+    # full CV 0.219 with 1 of 31 (reports/experiments/unet_input_windows.json): not used.
     # fold_validation_fraction 0: each CV fold trains on all its training patients for the fixed
     # step count, as the shipped model does on all 60, and its threshold / minimum size is chosen
     # cross-fitted (training.crossfit) instead of on a ~12-patient validation split.
