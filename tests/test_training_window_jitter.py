@@ -86,3 +86,4 @@ def test_training_with_only_the_share_given_records_the_default_ranges(tmp_path,
                          tmp_path / "runs", steps=2)
     assert "50% of the samples re-exported with a window of level 30-50 HU, width 70-120 HU" in \
         config["training"]["augmentation"]
+

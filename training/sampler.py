@@ -18,6 +18,9 @@ from .augment import augment
 from .data import Patient
 
 
+POSITIVE_FRACTION = 0.4   # share of each batch drawn from lesion slices
+
+
 class BalancedSampler:
     """Yields (x, y) batches: x (B, H, W, 2*context+1) float32, y (B, H, W, 1) float32.
 
@@ -30,7 +33,7 @@ class BalancedSampler:
     """
 
     def __init__(self, patients: list[Patient], batch_size: int, context: int, seed: int,
-                 positive_fraction: float = 0.4, p_single: float = 0.25, augment_data: bool = True,
+                 positive_fraction: float = POSITIVE_FRACTION, p_single: float = 0.25, augment_data: bool = True,
                  crop_size: int | None = None, lesion_patient_power: float = 0.0,
                  window_jitter: dict | None = None):
         self.patients, self.batch_size, self.context = patients, batch_size, context

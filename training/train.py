@@ -25,7 +25,7 @@ from .augment import JITTER_LEVEL_HU, JITTER_WIDTH_HU  # noqa: E402
 from .configs import model_config, training_config  # noqa: E402
 from .data import Patient, load_dataset  # noqa: E402
 from .device import set_threads, training_precision  # noqa: E402
-from .sampler import BalancedSampler, prefetch  # noqa: E402
+from .sampler import POSITIVE_FRACTION, BalancedSampler, prefetch  # noqa: E402
 from .validate import grid_scale_for, validate  # noqa: E402
 
 
@@ -115,7 +115,8 @@ def describe_sampling(tcfg: dict) -> str:
     """The batch sampling of a training config, in words."""
     power = float(tcfg.get("lesion_patient_power", 0.0))
     crop = tcfg.get("crop_size")
-    return ("40% lesion slices, 60% lesion-free slices per batch; "
+    pos = float(tcfg.get("positive_fraction", POSITIVE_FRACTION))
+    return (f"{pos:.0%} lesion slices, {1 - pos:.0%} lesion-free slices per batch; "
             + (f"a patient's lesion slices weighted n^-{power:g} (n = its lesion slices); " if power else "")
             + (f"{crop}x{crop} crops around a lesion pixel or inside the head" if crop else "whole slices"))
 
@@ -162,7 +163,8 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
     jitter = window_jitter(tcfg, config)
     sampler = BalancedSampler(train, tcfg["batch_size"], config["context_slices"], seed + state["step"],
                               crop_size=crop, lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
-                              window_jitter=jitter)
+                              window_jitter=jitter,
+                              positive_fraction=float(tcfg.get("positive_fraction", POSITIVE_FRACTION)))
     model.optimizer.iterations.assign(state["step"])
     predict = compiled_predict(full)
     scale = grid_scale_for(config["input_size"])
