@@ -14,20 +14,21 @@ from __future__ import annotations
 import functools
 from typing import Any, Mapping
 
+from .preprocess import Window
+
 UNET_DEFAULTS = {"depth": 4, "base_filters": 16, "dropout": 0.1, "batch_norm": True}
 TWO_BRANCH_DEFAULTS = {"filters": 32, "dropout": 0.1, "batch_norm": True}
 
 
-def window_affine(source: Mapping[str, float], target: Mapping[str, float]) -> tuple[float, float]:
-    """(scale, offset) taking a value in [0, 1] under window ``source`` to window ``target``.
+def window_affine(source: Window, target: Window) -> tuple[float, float]:
+    """(scale, offset) taking a value in [0, 1] under window ``source`` to window ``target`` (HU).
 
-    Both windows are {"level", "width"} in HU; the result is clipped to [0, 1] by the caller,
-    so ``target`` should lie inside ``source`` (outside it the source has already clipped).
+    The result is clipped to [0, 1] by the caller, so ``target`` should lie inside ``source``
+    (outside it the source has already clipped).
     """
-    s_low = float(source["level"]) - float(source["width"]) / 2.0
-    t_low = float(target["level"]) - float(target["width"]) / 2.0
-    scale = float(source["width"]) / float(target["width"])
-    return scale, (s_low - t_low) / float(target["width"])
+    s_low = float(source.level) - float(source.width) / 2.0
+    t_low = float(target.level) - float(target.width) / 2.0
+    return float(source.width) / float(target.width), (s_low - t_low) / float(target.width)
 
 
 def _input(input_shape, affines):
@@ -145,8 +146,8 @@ def build_model(config: Mapping[str, Any]):
     shape = (int(size[0]), int(size[1]), int(config.get("in_channels", 1)))
     arch = config["architecture"]
     params = dict(config.get("arch_params", {}))
-    source = config.get("window", {"level": 40.0, "width": 120.0})
-    params["input_affines"] = [window_affine(source, w) for w in params.pop("extra_windows", ())]
+    source = Window(**config.get("window", {}))
+    params["input_affines"] = [window_affine(source, Window(**w)) for w in params.pop("extra_windows", ())]
     if arch == "unet":
         return build_unet(shape, **{**UNET_DEFAULTS, **params})
     if arch == "two_branch":

@@ -19,7 +19,7 @@ BLOOD = {"level": 55.0, "width": 50.0}
 
 
 def test_window_affine_maps_a_source_window_value_to_the_target_window():
-    scale, offset = window_affine(SOURCE, BLOOD)
+    scale, offset = window_affine(Window(**SOURCE), Window(**BLOOD))
     hu = np.array([-20.0, 20.0, 30.0, 40.0, 60.0, 80.0, 100.0], np.float32)
     unit = Window(**SOURCE)(hu)
     got = np.clip(unit * scale + offset, 0.0, 1.0)

@@ -101,6 +101,11 @@ def window_jitter(tcfg: dict, config: dict) -> dict | None:
             "source_hu": (config["window"]["level"], config["window"]["width"])}
 
 
+def positive_fraction(tcfg: dict) -> float:
+    """Share of each batch drawn from lesion slices (the sampler's default unless the config says)."""
+    return float(tcfg.get("positive_fraction", POSITIVE_FRACTION))
+
+
 def describe_augmentation(jitter: dict | None) -> str:
     """The augmentation, in words, given the sampler's ``window_jitter`` (None: off)."""
     window = (f"{jitter['p']:.0%} of the samples re-exported with a window of level "
@@ -115,7 +120,7 @@ def describe_sampling(tcfg: dict) -> str:
     """The batch sampling of a training config, in words."""
     power = float(tcfg.get("lesion_patient_power", 0.0))
     crop = tcfg.get("crop_size")
-    pos = float(tcfg.get("positive_fraction", POSITIVE_FRACTION))
+    pos = positive_fraction(tcfg)
     return (f"{pos:.0%} lesion slices, {1 - pos:.0%} lesion-free slices per batch; "
             + (f"a patient's lesion slices weighted n^-{power:g} (n = its lesion slices); " if power else "")
             + (f"{crop}x{crop} crops around a lesion pixel or inside the head" if crop else "whole slices"))
@@ -164,7 +169,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
     sampler = BalancedSampler(train, tcfg["batch_size"], config["context_slices"], seed + state["step"],
                               crop_size=crop, lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
                               window_jitter=jitter,
-                              positive_fraction=float(tcfg.get("positive_fraction", POSITIVE_FRACTION)))
+                              positive_fraction=positive_fraction(tcfg))
     model.optimizer.iterations.assign(state["step"])
     predict = compiled_predict(full)
     scale = grid_scale_for(config["input_size"])
