@@ -43,6 +43,11 @@ def voxel_volume_mm3(spacing_mm: Optional[tuple[float, float, float]]) -> Option
     return float(np.prod(np.asarray(spacing_mm, dtype=np.float64)))
 
 
+def pixel_area_mm2(pixel_spacing_mm: Optional[tuple[float, float]]) -> Optional[float]:
+    """row_mm * col_mm, or None."""
+    return None if pixel_spacing_mm is None else float(np.prod(np.asarray(pixel_spacing_mm, dtype=np.float64)))
+
+
 def lesion_table(mask: np.ndarray, spacing_mm, components: Optional[Components] = None
                  ) -> tuple[list[dict], Optional[Components]]:
     """3D connected lesions of a (Z, Y, X) mask, largest first, ids 1..n; also its components

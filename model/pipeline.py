@@ -16,7 +16,7 @@ import numpy as np
 
 from . import config as cfg
 from .errors import InputError, PipelineError
-from .measure import measure, voxel_volume_mm3
+from .measure import measure, pixel_area_mm2, voxel_volume_mm3
 from .postprocess import binarize, clean_and_label, core_mask, has_core_rule, single_slice_settings
 from .preprocess import Window, model_input, resize_back, to_unit_range
 from .readers import input_stem, read_sources
@@ -212,8 +212,8 @@ class Segmenter:
             settings = predictor.config["postprocess"]
             if binary.shape[0] == 1:
                 settings = single_slice_settings(settings, image.spacing_mm)
-            mask, components = clean_and_label(binary, settings,
-                                               voxel_volume_mm3(image.spacing_mm), core)
+            mask, components = clean_and_label(binary, settings, voxel_volume_mm3(image.spacing_mm),
+                                               core, pixel_area_mm2(image.pixel_spacing_mm))
             del binary, core
         with stage("measure", timings):
             measurements = measure(mask, image.pixel_spacing_mm, image.slice_thickness_mm,

@@ -139,7 +139,8 @@ def remove_small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
 # The training data's geometry, which it does not record: a typical 0.45 x 0.45 x 5 mm head CT
 # voxel. Used to turn a size limit chosen in voxels of 3D volumes into one for a single slice.
 TYPICAL_SLICE_MM = 5.0
-TYPICAL_VOXEL_MM3 = 0.45 * 0.45 * TYPICAL_SLICE_MM
+TYPICAL_PIXEL_MM2 = 0.45 * 0.45
+TYPICAL_VOXEL_MM3 = TYPICAL_PIXEL_MM2 * TYPICAL_SLICE_MM
 
 
 def central_slab_fraction(volume_mm3: float, slice_mm: float) -> float:
@@ -180,6 +181,24 @@ def min_component_voxels(settings: Mapping, voxel_volume_mm3: Optional[float], p
     return int(settings.get(f"min_{part}_pixels", 0))
 
 
+def min_area_pixels(settings: Mapping, pixel_area_mm2: Optional[float]) -> int:
+    """Cross-section limit in pixels: ceil(min_lesion_area_mm2 / pixel area) if the in-plane
+    spacing is known, else min_lesion_area_pixels (0 when the config has no area rule)."""
+    if pixel_area_mm2 is not None and pixel_area_mm2 > 0:
+        return int(math.ceil(float(settings.get("min_lesion_area_mm2", 0.0)) / pixel_area_mm2 - 1e-9))
+    return int(settings.get("min_lesion_area_pixels", 0))
+
+
+def drop_thin(components: Components, min_pixels: int) -> None:
+    """Keep the components whose largest single-slice cross-section holds at least
+    ``min_pixels`` pixels, in place. Bleeds are compact; the false lesions along the falx,
+    tentorium and sinuses run thin over many slices, so their total size is no guide."""
+    largest = np.zeros(components.count + 1, dtype=np.int64)
+    for plane in components.labels:
+        np.maximum(largest, np.bincount(plane.ravel(), minlength=components.count + 1), out=largest)
+    components.keep(largest >= min_pixels)
+
+
 def has_core_rule(settings: Mapping) -> bool:
     return settings.get("core_threshold") is not None
 
@@ -193,15 +212,18 @@ def drop_unconfident(components: Components, core: np.ndarray, min_voxels: int) 
 
 
 def clean_and_label(mask: np.ndarray, settings: Mapping, voxel_volume_mm3: Optional[float],
-                    core: Optional[np.ndarray] = None) -> tuple[np.ndarray, Optional[Components]]:
+                    core: Optional[np.ndarray] = None, pixel_area_mm2: Optional[float] = None
+                    ) -> tuple[np.ndarray, Optional[Components]]:
     """Binary (Z, Y, X) mask -> (uint8 0/1 mask with holes filled and small components
     removed, its :class:`Components`, None when it is empty).
 
     Pass the components to ``measure.measure`` so that the volume is labelled only once.
     settings: the config's ``postprocess`` dict (min_lesion_mm3, min_lesion_pixels, fill_holes;
     with core_threshold also min_core_mm3, min_core_pixels, and then ``core`` is required:
-    bool (Z, Y, X) of probability >= core_threshold).
-    voxel_volume_mm3: slice_mm * row_mm * col_mm, or None when the spacing is unknown.
+    bool (Z, Y, X) of probability >= core_threshold; with min_lesion_area_pixels /
+    min_lesion_area_mm2 a component's largest single-slice cross-section must reach it).
+    voxel_volume_mm3: slice_mm * row_mm * col_mm; pixel_area_mm2: row_mm * col_mm; each None
+    when unknown.
     """
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 3:
@@ -213,6 +235,8 @@ def clean_and_label(mask: np.ndarray, settings: Mapping, voxel_volume_mm3: Optio
     components = label_components(mask, min_component_voxels(settings, voxel_volume_mm3))
     if components is not None and has_core_rule(settings):
         drop_unconfident(components, core, min_component_voxels(settings, voxel_volume_mm3, "core"))
+    if components is not None and min_area_pixels(settings, pixel_area_mm2) > 1:
+        drop_thin(components, min_area_pixels(settings, pixel_area_mm2))
     out = np.zeros(mask.shape, dtype=np.uint8)
     if components is None or components.count == 0:
         return out, None
@@ -234,8 +258,9 @@ def core_mask(prob: np.ndarray, settings: Mapping) -> Optional[np.ndarray]:
     return binarize(prob, settings["core_threshold"]) if has_core_rule(settings) else None
 
 
-def postprocess(prob: np.ndarray, config: Mapping, voxel_volume_mm3: Optional[float]) -> np.ndarray:
+def postprocess(prob: np.ndarray, config: Mapping, voxel_volume_mm3: Optional[float],
+                pixel_area_mm2: Optional[float] = None) -> np.ndarray:
     """(Z, Y, X) probabilities -> uint8 0/1 mask using the config's threshold and postprocess."""
     settings = config.get("postprocess", {})
     return clean_and_label(binarize(prob, config["threshold"]), settings, voxel_volume_mm3,
-                           core_mask(prob, settings))[0]
+                           core_mask(prob, settings), pixel_area_mm2)[0]

@@ -209,3 +209,33 @@ def test_single_slice_scales_the_core_limit_like_the_lesion_limit():
     assert out["min_core_pixels"] == out["min_lesion_pixels"] < 3200
     assert out["min_core_mm3"] == pytest.approx(out["min_lesion_mm3"]) and out["min_core_mm3"] < 3240.0
     assert "min_core_pixels" not in single_slice_settings({"min_lesion_pixels": 10}, None)
+
+
+def _thin_and_compact() -> np.ndarray:
+    """(24, 16, 16): a 3x3-pixel rod over 20 slices (180 voxels) and a 6x6x2 blob (72 voxels)."""
+    mask = np.zeros((24, 16, 16), bool)
+    mask[2:22, 1:4, 1:4] = True
+    mask[10:12, 8:14, 8:14] = True
+    return mask
+
+
+def test_area_rule_drops_thin_components_however_many_voxels_they_hold():
+    mask = _thin_and_compact()
+    settings = {"min_lesion_pixels": 50, "min_lesion_area_pixels": 20, "fill_holes": False}
+    out = clean_mask(mask, settings, None)
+    assert out.sum() == 72 and out[10, 10, 10] == 1 and out[5, 2, 2] == 0
+    # without the area rule the rod (more voxels than the bleed) stays
+    assert clean_mask(mask, {"min_lesion_pixels": 50, "fill_holes": False}, None).sum() == 252
+
+
+def test_area_rule_in_mm2_uses_the_in_plane_pixel_area():
+    mask = _thin_and_compact()
+    settings = {"min_lesion_mm3": 0.0, "min_lesion_pixels": 0, "fill_holes": False,
+                "min_lesion_area_pixels": 1000, "min_lesion_area_mm2": 5.0}
+    # 0.5 x 0.5 mm pixels: 5 mm2 = 20 pixels; the rod's 9-pixel cross-section is 2.25 mm2
+    cleaned, components = clean_and_label(mask, settings, 1.25, None, pixel_area_mm2=0.25)
+    assert cleaned.sum() == 72 and components.count == 1
+    # unknown spacing: the pixel limit (1000) applies and removes both
+    assert clean_and_label(mask, settings, None)[0].sum() == 0
+    prob = mask.astype(np.float32)
+    assert postprocess(prob, {"threshold": 0.5, "postprocess": settings}, 1.25, 0.25).sum() == 72

@@ -162,6 +162,44 @@ def test_set_postprocessing_switches_between_the_rules():
     assert config["postprocess"] == {"min_lesion_pixels": 3200, "min_lesion_mm3": 3240.0, "fill_holes": True}
 
 
+def test_set_postprocessing_adds_and_clears_the_area_rule():
+    from training.train import set_postprocessing
+
+    config = {"threshold": 0.5, "postprocess": {"min_lesion_pixels": 50, "min_lesion_mm3": 50.0, "fill_holes": True}}
+    set_postprocessing(config, 0.4, 800, None, 400)
+    assert config["postprocess"] == {"min_lesion_pixels": 800, "min_lesion_mm3": 810.0, "fill_holes": True,
+                                     "min_lesion_area_pixels": 400, "min_lesion_area_mm2": 81.0}
+    set_postprocessing(config, 0.6, 3200)
+    assert config["postprocess"] == {"min_lesion_pixels": 3200, "min_lesion_mm3": 3240.0, "fill_holes": True}
+
+
+def test_the_area_rule_is_chosen_when_it_clears_a_thin_false_lesion(tmp_path, monkeypatch, tiny_training):
+    import training.crossfit as crossfit
+    from training.oof import component_mask
+    from model.postprocess import clean_mask
+
+    lesion = np.zeros((12, 20, 20), bool)
+    lesion[5:7, 7:19, 7:19] = True                # a compact bleed: 288 voxels, 144-pixel cross-section
+    rod = np.zeros_like(lesion)
+    rod[:, 1:6, 1:6] = True                       # a lesion-free head's thin false lesion: 300 voxels
+    oof = {f"{k}{c}": (k, m.astype(np.float32), t) for k in range(2)
+           for c, m, t in (("a", lesion, lesion), ("b", rod, np.zeros_like(lesion)))}
+    monkeypatch.setattr(crossfit, "oof_probabilities", lambda *a, **k: oof)
+    monkeypatch.setattr(crossfit, "grid_scale_for", lambda size: 1.0)
+    runs, cfg = tmp_path / "runs", tiny_training.model_config("unet")
+    paths = [_write_fold(runs, k, cfg, []) for k in range(2)]
+    folds = [["0a", "0b"], ["1a", "1b"]]
+    both = crossfit.choose_cross_fitted("unet", tmp_path, runs, folds, ("size", "area"))["pooled"]
+    assert 25 < both["min_lesion_area_pixels"] <= 144          # no size limit separates 288 from 300
+    assert both["mean_dice"] == 1.0 and both["false_positive_patients"] == 0
+    post = json.loads(paths[0].read_text())["postprocess"]
+    # the model-grid rule of the analysis and the pipeline's postprocessing agree
+    pipeline = clean_mask(rod | lesion, {**post, "fill_holes": False}, None)
+    grid = component_mask((rod | lesion).astype(np.float32), 0.5, post["min_lesion_pixels"], None, 1.0,
+                          post.get("min_lesion_area_pixels", 0))
+    assert np.array_equal(pipeline.astype(bool), grid)
+
+
 def test_model_card_describes_the_core_rule_when_a_model_uses_it():
     from training.report import postprocessing_text
 
@@ -170,3 +208,5 @@ def test_model_card_describes_the_core_rule_when_a_model_uses_it():
                                            "or 3240.0 mm³ (spacing known) removed, holes filled.")
     config["postprocess"].update(core_threshold=0.98, min_core_pixels=1600, min_core_mm3=1620.0)
     assert "fewer than 1600 voxels / 1620.0 mm³ of probability >= 0.98" in postprocessing_text(config)
+    config["postprocess"].update(min_lesion_area_pixels=400, min_lesion_area_mm2=81.0)
+    assert "cross-section is under 400 pixels / 81.0 mm²" in postprocessing_text(config)

@@ -5,7 +5,8 @@ A fold trained on all of its training patients (``fold_validation_fraction`` 0 i
 choose its postprocessing on. Instead, fold k's rule is the best
 ``training.validate.selection_score`` over the grids of ``training.oof`` named in ``rules``
 (``size``, the default: threshold x minimum lesion size; ``core``: threshold 0.5 x minimum
-voxels above a core threshold, see ``model.postprocess``) on the out-of-fold predictions of
+voxels above a core threshold; ``area``: the size rule x minimum largest cross-section; see
+``model.postprocess``) on the out-of-fold predictions of
 the *other* folds' test patients (48 patients, none of them fold k's test patients), computed on
 the model grid as training's own choice is. The rule for the shipped model is the best on
 all patients' out-of-fold predictions (the 60 instead of the median of five noisy choices).
@@ -77,15 +78,19 @@ def choose_cross_fitted(name: str, data: Path, runs: Path, folds: list[list[str]
 
 
 def rule_fields(point: tuple) -> dict:
-    """A grid point (threshold, min voxels, core threshold or None) as config-style fields."""
-    threshold, min_voxels, core = point
+    """A grid point (threshold, min voxels, core threshold or None, min cross-section pixels) as
+    config-style fields."""
+    threshold, min_voxels, core, min_area = point
+    area = {"min_lesion_area_pixels": min_area} if min_area else {}
     if core is None:
-        return {"threshold": threshold, "min_lesion_pixels": min_voxels}
-    return {"threshold": threshold, "min_lesion_pixels": 0, "core_threshold": core, "min_core_pixels": min_voxels}
+        return {"threshold": threshold, "min_lesion_pixels": min_voxels, **area}
+    return {"threshold": threshold, "min_lesion_pixels": 0, "core_threshold": core, "min_core_pixels": min_voxels,
+            **area}
 
 
 def describe(point: tuple) -> str:
-    threshold, min_voxels, core = point
+    threshold, min_voxels, core, min_area = point
+    area = f", cross-section >= {min_area} pixels" if min_area else ""
     if core is None:
-        return f"size rule: threshold {threshold}, min {min_voxels} voxels"
-    return f"core rule: threshold {threshold}, >= {min_voxels} voxels of p >= {core}"
+        return f"size rule: threshold {threshold}, min {min_voxels} voxels{area}"
+    return f"core rule: threshold {threshold}, >= {min_voxels} voxels of p >= {core}{area}"

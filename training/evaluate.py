@@ -111,7 +111,7 @@ def evaluate_folds(name: str, data: Path, folds: list[list[str]], runs: Path) ->
         t = cfg.get("training", {})
         post = cfg["postprocess"]
         chosen.append({"threshold": cfg["threshold"], "min_lesion_pixels": post["min_lesion_pixels"],
-                       **{k: post[k] for k in ("core_threshold", "min_core_pixels") if k in post},
+                       **{k: post[k] for k in ("core_threshold", "min_core_pixels", "min_lesion_area_pixels") if k in post},
                        "steps": t.get("steps"), "duration_s": t.get("duration_s"),
                        "best_step": cfg.get("metrics", {}).get("validation", {}).get("step")})
         for pid in test:
@@ -183,7 +183,7 @@ def main(argv=None) -> None:
                     help="re-choose trained folds' threshold/min size on their validation patients first")
     ap.add_argument("--crossfit-rules", default="size",
                     help="for folds trained without validation: the postprocessing rules to choose from, "
-                         "size and/or core (comma-separated; see training/crossfit.py)")
+                         "size, core and/or area (comma-separated; see training/crossfit.py)")
     ap.add_argument("--only-folds", default=None,
                     help="comma-separated fold numbers to train (lets folds train in parallel processes)")
     args = ap.parse_args(argv)

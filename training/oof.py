@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.postprocess import drop_unconfident, label_components, remove_small_components
+from model.postprocess import drop_thin, drop_unconfident, label_components, remove_small_components
 
 from .configs import model_config
 from .data import dataset_folds, load_dataset
@@ -36,6 +36,7 @@ from .metrics import dice
 from .validate import MIN_VOXELS, THRESHOLDS, grid_scale_for, predict_patient, selection_score
 
 CORE_THRESHOLDS = (0.8, 0.9, 0.95, 0.98, 0.99)
+MIN_AREAS = (100, 200, 400, 800, 1200, 1600)   # original-grid pixels of the largest cross-section
 FLIPS = ((False, False), (True, False), (False, True), (True, True))   # (rows, cols) mirrored
 
 
@@ -52,27 +53,34 @@ def flip_averaged(predict):
 
 
 def component_mask(prob: np.ndarray, threshold: float, min_voxels: float, core: float | None,
-                   scale: float) -> np.ndarray:
+                   scale: float, min_area: float = 0) -> np.ndarray:
     """(Z, H, W) bool: components of prob >= threshold (``model.postprocess`` connectivity) kept
     by one of two rules. ``core`` None: the size rule exactly as training chooses it
     (``training.validate``: at least round(min_voxels / scale) model voxels). ``core`` set: at
-    least ``min_voxels`` original-grid voxels (``scale`` per model voxel) with prob >= ``core``."""
+    least ``min_voxels`` original-grid voxels (``scale`` per model voxel) with prob >= ``core``.
+    ``min_area`` > 0 (either rule): the component's largest single-slice cross-section must hold
+    at least that many original-grid pixels (the pipeline's area rule)."""
     binary = prob >= threshold
-    if core is None:
+    if core is None and not min_area:
         return remove_small_components(binary, int(round(min_voxels / scale)))
-    components = label_components(binary)
+    components = label_components(binary, int(round(min_voxels / scale)) if core is None else 0)
     out = np.zeros(binary.shape, bool)
     if components is None:
         return out
-    # the pipeline's core rule (model.postprocess) with the limit in model-grid voxels
-    drop_unconfident(components, prob >= core, int(math.ceil(min_voxels / scale - 1e-9)))
+    # the pipeline's rules (model.postprocess) with the limits in model-grid voxels
+    if core is not None:
+        drop_unconfident(components, prob >= core, int(math.ceil(min_voxels / scale - 1e-9)))
+    if min_area:
+        drop_thin(components, int(math.ceil(min_area / scale - 1e-9)))
     out[components.box] = components.labels > 0
     return out
 
 
+# A grid point: (threshold, min voxels, core threshold or None, min cross-section pixels).
 RULES = {
-    "size": [(t, m, None) for t, m in itertools.product(THRESHOLDS, MIN_VOXELS)],
-    "core": [(0.5, m, c) for c, m in itertools.product(CORE_THRESHOLDS, MIN_VOXELS)],
+    "size": [(t, m, None, 0) for t, m in itertools.product(THRESHOLDS, MIN_VOXELS)],
+    "core": [(0.5, m, c, 0) for c, m in itertools.product(CORE_THRESHOLDS, MIN_VOXELS)],
+    "area": [(t, m, None, a) for t, m, a in itertools.product(THRESHOLDS, MIN_VOXELS, MIN_AREAS)],
 }
 
 
@@ -81,7 +89,8 @@ def outcome_table(patients: dict, points: list, scale: float) -> dict:
     table = {}
     for pid, (_, prob, truth) in patients.items():
         for point in points:
-            mask = component_mask(prob, *point, scale)
+            threshold, min_voxels, core, min_area = point
+            mask = component_mask(prob, threshold, min_voxels, core, scale, min_area)
             table[pid, point] = dice(mask, truth) if truth.any() else float(mask.any())
     return table
 
@@ -112,8 +121,8 @@ def analyse(patients: dict, scale: float) -> dict:
     """Ceiling and cross-fitted rules for {pid: (fold, (Z,H,W) probabilities, (Z,H,W) bool truth)}."""
     ceiling = {}
     for thr in (0.5, 0.9):
-        table = outcome_table(patients, [(thr, 0, None)], scale)
-        _, d, fp = score(table, patients, list(patients), (thr, 0, None))
+        table = outcome_table(patients, [(thr, 0, None, 0)], scale)
+        _, d, fp = score(table, patients, list(patients), (thr, 0, None, 0))
         ceiling[f"threshold {thr}"] = {"mean_dice": d, "false_positive_patients": fp}
     out = {"no_postprocessing": ceiling}
     for rule, points in RULES.items():

@@ -143,6 +143,9 @@ def postprocessing_text(config: dict) -> str:
     if p.get("core_threshold") is not None:
         text += (f", and lesions with fewer than {p['min_core_pixels']} voxels / {p['min_core_mm3']} mm³ "
                  f"of probability >= {p['core_threshold']}")
+    if p.get("min_lesion_area_pixels"):
+        text += (f", and lesions whose largest single-slice cross-section is under {p['min_lesion_area_pixels']} "
+                 f"pixels / {p['min_lesion_area_mm2']} mm² (thin structures running over many slices)")
     return text + ", holes filled."
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF_ENABLE_ONEDNN_OPTS: see training/__init__.py
 
-from model.postprocess import TYPICAL_VOXEL_MM3  # noqa: E402
+from model.postprocess import TYPICAL_PIXEL_MM2, TYPICAL_VOXEL_MM3  # noqa: E402
 
 from .augment import JITTER_LEVEL_HU, JITTER_WIDTH_HU  # noqa: E402
 from .configs import model_config, training_config  # noqa: E402
@@ -225,13 +225,15 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
     return config
 
 
-def set_postprocessing(config: dict, threshold: float, min_voxels: int, core_threshold: float | None = None) -> None:
+def set_postprocessing(config: dict, threshold: float, min_voxels: int, core_threshold: float | None = None,
+                       min_area: int = 0) -> None:
     """Set a model config's postprocessing: the size rule (components of at least ``min_voxels``)
     or, with ``core_threshold``, the core rule (components holding at least ``min_voxels`` voxels
-    of probability >= core_threshold; no size limit). Voxel counts get an mm^3 twin for inputs with
-    spacing: ct-ich does not record its spacing, so a typical voxel converts the count."""
+    of probability >= core_threshold; no size limit); ``min_area`` > 0 adds the area rule (a
+    component's largest single-slice cross-section). Pixel counts get an mm^3 / mm^2 twin for
+    inputs with spacing: ct-ich does not record its spacing, so a typical voxel converts them."""
     post = config["postprocess"]
-    for key in ("core_threshold", "min_core_pixels", "min_core_mm3"):
+    for key in ("core_threshold", "min_core_pixels", "min_core_mm3", "min_lesion_area_pixels", "min_lesion_area_mm2"):
         post.pop(key, None)
     part = "lesion" if core_threshold is None else "core"
     if core_threshold is not None:
@@ -239,6 +241,9 @@ def set_postprocessing(config: dict, threshold: float, min_voxels: int, core_thr
     config["threshold"] = float(threshold)
     post[f"min_{part}_pixels"] = int(min_voxels)
     post[f"min_{part}_mm3"] = round(int(min_voxels) * TYPICAL_VOXEL_MM3, 1)
+    if min_area:
+        post["min_lesion_area_pixels"] = int(min_area)
+        post["min_lesion_area_mm2"] = round(int(min_area) * TYPICAL_PIXEL_MM2, 1)
 
 
 def apply_cv_choice(config_path: Path, cv_report: Path) -> None:
@@ -248,10 +253,9 @@ def apply_cv_choice(config_path: Path, cv_report: Path) -> None:
     cv = json.loads(cv_report.read_text())
     config = json.loads(config_path.read_text())
     chosen = cv["chosen"]
-    if chosen.get("core_threshold") is not None:
-        set_postprocessing(config, chosen["threshold"], chosen["min_core_pixels"], chosen["core_threshold"])
-    else:
-        set_postprocessing(config, chosen["threshold"], chosen["min_lesion_pixels"])
+    core = chosen.get("core_threshold")
+    set_postprocessing(config, chosen["threshold"], chosen["min_core_pixels" if core is not None else "min_lesion_pixels"],
+                       core, chosen.get("min_lesion_area_pixels", 0))
     config.setdefault("metrics", {})["cv"] = cv["summary"]
     config_path.write_text(json.dumps(config, indent=2))
 
