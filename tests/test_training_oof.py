@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from training.oof import analyse, component_mask, cross_fitted, flip_averaged
 
@@ -49,3 +50,22 @@ def test_flip_averaging_undoes_each_flip():
     x = np.random.default_rng(0).random((2, 6, 6, 3)).astype(np.float32)
     identity = lambda batch: batch[..., :1]          # noqa: E731 - a "model" that returns channel 0
     np.testing.assert_allclose(flip_averaged(identity)(x), x[..., :1], rtol=1e-6)
+
+
+def test_outcome_table_matches_the_masks_of_every_rule():
+    """The table selects components instead of building masks: it must equal scoring each
+    rule's mask (component_mask) directly, for size, core and area points."""
+    from training.metrics import dice
+    from training.oof import RULES, component_mask, outcome_table
+
+    rng = np.random.default_rng(3)
+    prob = ndimage.uniform_filter(rng.random((6, 24, 24)).astype(np.float32), 3)
+    prob = (prob - prob.min()) / (prob.max() - prob.min())
+    truth = prob > 0.7
+    patients = {"a": (0, prob, truth), "b": (0, prob, np.zeros_like(truth))}
+    points = [p for rule in RULES.values() for p in rule]
+    table = outcome_table(patients, points, 2.0)
+    for (pid, point), value in table.items():
+        mask = component_mask(patients[pid][1], *point[:3], 2.0, point[3])
+        expected = dice(mask, patients[pid][2]) if patients[pid][2].any() else float(mask.any())
+        assert value == pytest.approx(expected), (pid, point)
