@@ -198,6 +198,8 @@ def test_the_area_rule_is_chosen_when_it_clears_a_thin_false_lesion(tmp_path, mo
     grid = component_mask((rod | lesion).astype(np.float32), 0.5, post["min_lesion_pixels"], None, 1.0,
                           post.get("min_lesion_area_pixels", 0))
     assert np.array_equal(pipeline.astype(bool), grid)
+    assert crossfit.describe((0.4, 0, None, 144)) == ("size + area rule: threshold 0.4, min 0 voxels, "
+                                                      "largest cross-section >= 144 pixels")
 
 
 def test_model_card_describes_the_core_rule_when_a_model_uses_it():

@@ -90,7 +90,8 @@ def rule_fields(point: tuple) -> dict:
 
 def describe(point: tuple) -> str:
     threshold, min_voxels, core, min_area = point
-    area = f", cross-section >= {min_area} pixels" if min_area else ""
+    area = f", largest cross-section >= {min_area} pixels" if min_area else ""
+    rule = ("core" if core is not None else "size") + (" + area" if min_area else "")
     if core is None:
-        return f"size rule: threshold {threshold}, min {min_voxels} voxels{area}"
-    return f"core rule: threshold {threshold}, >= {min_voxels} voxels of p >= {core}{area}"
+        return f"{rule} rule: threshold {threshold}, min {min_voxels} voxels{area}"
+    return f"{rule} rule: threshold {threshold}, >= {min_voxels} voxels of p >= {core}{area}"
