@@ -36,16 +36,18 @@ class Measurements:
         return [z for z, area in enumerate(self.slice_areas_pixels) if area > 0]
 
 
+def _product(sizes_mm) -> Optional[float]:
+    return None if sizes_mm is None else float(np.prod(np.asarray(sizes_mm, dtype=np.float64)))
+
+
 def voxel_volume_mm3(spacing_mm: Optional[tuple[float, float, float]]) -> Optional[float]:
     """slice_mm * row_mm * col_mm, or None."""
-    if spacing_mm is None:
-        return None
-    return float(np.prod(np.asarray(spacing_mm, dtype=np.float64)))
+    return _product(spacing_mm)
 
 
 def pixel_area_mm2(pixel_spacing_mm: Optional[tuple[float, float]]) -> Optional[float]:
     """row_mm * col_mm, or None."""
-    return None if pixel_spacing_mm is None else float(np.prod(np.asarray(pixel_spacing_mm, dtype=np.float64)))
+    return _product(pixel_spacing_mm)
 
 
 def lesion_table(mask: np.ndarray, spacing_mm, components: Optional[Components] = None

@@ -189,14 +189,20 @@ def min_area_pixels(settings: Mapping, pixel_area_mm2: Optional[float]) -> int:
     return int(settings.get("min_lesion_area_pixels", 0))
 
 
+def largest_cross_sections(labels: np.ndarray, count: int) -> np.ndarray:
+    """(count + 1,) int64: for each label of a (Z, Y, X) label array, the most pixels it holds
+    in any one slice (index 0: the background)."""
+    largest = np.zeros(count + 1, dtype=np.int64)
+    for plane in labels:
+        np.maximum(largest, np.bincount(plane.ravel(), minlength=count + 1), out=largest)
+    return largest
+
+
 def drop_thin(components: Components, min_pixels: int) -> None:
     """Keep the components whose largest single-slice cross-section holds at least
     ``min_pixels`` pixels, in place. Bleeds are compact; the false lesions along the falx,
     tentorium and sinuses run thin over many slices, so their total size is no guide."""
-    largest = np.zeros(components.count + 1, dtype=np.int64)
-    for plane in components.labels:
-        np.maximum(largest, np.bincount(plane.ravel(), minlength=components.count + 1), out=largest)
-    components.keep(largest >= min_pixels)
+    components.keep(largest_cross_sections(components.labels, components.count) >= min_pixels)
 
 
 def has_core_rule(settings: Mapping) -> bool:
@@ -235,8 +241,9 @@ def clean_and_label(mask: np.ndarray, settings: Mapping, voxel_volume_mm3: Optio
     components = label_components(mask, min_component_voxels(settings, voxel_volume_mm3))
     if components is not None and has_core_rule(settings):
         drop_unconfident(components, core, min_component_voxels(settings, voxel_volume_mm3, "core"))
-    if components is not None and min_area_pixels(settings, pixel_area_mm2) > 1:
-        drop_thin(components, min_area_pixels(settings, pixel_area_mm2))
+    min_area = min_area_pixels(settings, pixel_area_mm2)
+    if components is not None and min_area > 1:
+        drop_thin(components, min_area)
     out = np.zeros(mask.shape, dtype=np.uint8)
     if components is None or components.count == 0:
         return out, None

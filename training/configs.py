@@ -43,7 +43,8 @@ TRAINING = {
     # full CV 0.219 with 1 of 31 (reports/experiments/unet_input_windows.json): not used.
     # "positive_fraction" 0.6 (60% lesion slices per batch): folds 0+3 0.226 with 1 FP of 12 against 0.227 / 0
     # (reports/experiments/unet_positive_fraction_screen.json): not used.
-    # base_filters 12 (in MODELS above): folds 0+3 0.183 with 0 FP against 0.227 / 0 (unet_base_filters_12.json): not used.
+    # base_filters 12 (in MODELS above): folds 0+3 0.183 with 0 FP against 0.227 / 0
+    # (reports/experiments/unet_base_filters_12.json): not used.
     # fold_validation_fraction 0: each CV fold trains on all its training patients for the fixed
     # step count, as the shipped model does on all 60, and its threshold / minimum size is chosen
     # cross-fitted (training.crossfit) instead of on a ~12-patient validation split.

@@ -111,7 +111,8 @@ def evaluate_folds(name: str, data: Path, folds: list[list[str]], runs: Path) ->
         t = cfg.get("training", {})
         post = cfg["postprocess"]
         chosen.append({"threshold": cfg["threshold"], "min_lesion_pixels": post["min_lesion_pixels"],
-                       **{k: post[k] for k in ("core_threshold", "min_core_pixels", "min_lesion_area_pixels") if k in post},
+                       **{k: post[k] for k in ("core_threshold", "min_core_pixels", "min_lesion_area_pixels")
+                          if k in post},
                        "steps": t.get("steps"), "duration_s": t.get("duration_s"),
                        "best_step": cfg.get("metrics", {}).get("validation", {}).get("step")})
         for pid in test:

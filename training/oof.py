@@ -29,12 +29,11 @@ import numpy as np
 from scipy import ndimage
 
 from model.postprocess import (drop_thin, drop_unconfident, full_connectivity, label_components,
-                               remove_small_components)
+                               largest_cross_sections, remove_small_components)
 
 from .configs import model_config
 from .data import dataset_folds, load_dataset
 from .device import set_threads
-from .metrics import dice
 from .validate import MIN_VOXELS, THRESHOLDS, grid_scale_for, predict_patient, selection_score
 
 CORE_THRESHOLDS = (0.8, 0.9, 0.95, 0.98, 0.99)
@@ -54,6 +53,15 @@ def flip_averaged(predict):
     return averaged
 
 
+def grid_limits(min_voxels: float, core: float | None, min_area: float, scale: float) -> tuple[int, int]:
+    """A grid point's limits in model-grid voxels (``scale`` original-grid voxels each):
+    (size or core-voxel limit, cross-section limit). The size rule rounds as training's own
+    choice does (``training.validate``); the core and area limits round up, as the pipeline
+    would count them on the original grid."""
+    size = int(round(min_voxels / scale)) if core is None else int(math.ceil(min_voxels / scale - 1e-9))
+    return size, int(math.ceil(min_area / scale - 1e-9))
+
+
 def component_mask(prob: np.ndarray, threshold: float, min_voxels: float, core: float | None,
                    scale: float, min_area: float = 0) -> np.ndarray:
     """(Z, H, W) bool: components of prob >= threshold (``model.postprocess`` connectivity) kept
@@ -63,17 +71,18 @@ def component_mask(prob: np.ndarray, threshold: float, min_voxels: float, core: 
     ``min_area`` > 0 (either rule): the component's largest single-slice cross-section must hold
     at least that many original-grid pixels (the pipeline's area rule)."""
     binary = prob >= threshold
+    limit, area_limit = grid_limits(min_voxels, core, min_area, scale)
     if core is None and not min_area:
-        return remove_small_components(binary, int(round(min_voxels / scale)))
-    components = label_components(binary, int(round(min_voxels / scale)) if core is None else 0)
+        return remove_small_components(binary, limit)
+    components = label_components(binary, limit if core is None else 0)
     out = np.zeros(binary.shape, bool)
     if components is None:
         return out
     # the pipeline's rules (model.postprocess) with the limits in model-grid voxels
     if core is not None:
-        drop_unconfident(components, prob >= core, int(math.ceil(min_voxels / scale - 1e-9)))
+        drop_unconfident(components, prob >= core, limit)
     if min_area:
-        drop_thin(components, int(math.ceil(min_area / scale - 1e-9)))
+        drop_thin(components, area_limit)
     out[components.box] = components.labels > 0
     return out
 
@@ -99,16 +108,19 @@ def outcome_table(patients: dict, points: list, scale: float) -> dict:
             labels, n = ndimage.label(binary, structure=full_connectivity(binary))
             count = lambda where: np.bincount(labels[where], minlength=n + 1)  # noqa: E731
             sizes, overlap = count(binary), count(truth & binary)
-            largest = np.max([np.bincount(plane.ravel(), minlength=n + 1) for plane in labels], axis=0)
+            largest = largest_cross_sections(labels, n)
+            confident = {}                     # core threshold -> confident voxels per component
             for point in (pt for pt in points if pt[0] == threshold):
                 _, min_voxels, core, min_area = point
+                limit, area_limit = grid_limits(min_voxels, core, min_area, scale)
                 if core is None:
-                    limit = int(round(min_voxels / scale))
                     keep = sizes >= limit if limit > 1 else np.ones(n + 1, bool)
                 else:
-                    keep = count(binary & (prob >= core)) >= max(int(math.ceil(min_voxels / scale - 1e-9)), 1)
+                    if core not in confident:
+                        confident[core] = count(binary & (prob >= core))
+                    keep = confident[core] >= max(limit, 1)
                 if min_area:
-                    keep = keep & (largest >= int(math.ceil(min_area / scale - 1e-9)))
+                    keep = keep & (largest >= area_limit)
                 keep[0] = False
                 kept = int(sizes[keep].sum())
                 if truth.any():

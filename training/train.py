@@ -254,8 +254,8 @@ def apply_cv_choice(config_path: Path, cv_report: Path) -> None:
     config = json.loads(config_path.read_text())
     chosen = cv["chosen"]
     core = chosen.get("core_threshold")
-    set_postprocessing(config, chosen["threshold"], chosen["min_core_pixels" if core is not None else "min_lesion_pixels"],
-                       core, chosen.get("min_lesion_area_pixels", 0))
+    min_voxels = chosen["min_core_pixels"] if core is not None else chosen["min_lesion_pixels"]
+    set_postprocessing(config, chosen["threshold"], min_voxels, core, chosen.get("min_lesion_area_pixels", 0))
     config.setdefault("metrics", {})["cv"] = cv["summary"]
     config_path.write_text(json.dumps(config, indent=2))
 
