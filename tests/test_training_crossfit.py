@@ -76,6 +76,35 @@ def test_each_fold_is_given_the_choice_made_on_the_other_folds(tmp_path, monkeyp
     assert out["pooled"]["patients"] == 6
 
 
+def test_a_screen_of_some_folds_chooses_each_on_the_other_screened_folds(tmp_path, monkeypatch, tiny_training):
+    import training.crossfit as crossfit
+
+    lesion = np.zeros((2, 8, 8), bool)
+    lesion[:, 2:6, 2:6] = True
+    no = np.zeros_like(lesion)
+    noisy = np.zeros((2, 8, 8), np.float32)
+    noisy[1, 0, 0] = 0.85                                   # a stray voxel only fold 2's patient has
+    oof = {"a": (0, lesion * np.float32(0.95), lesion), "b": (0, np.zeros_like(noisy), no),
+           "e": (2, lesion * np.float32(0.95), lesion), "f": (2, noisy, no)}
+    asked = {}
+    monkeypatch.setattr(crossfit, "oof_probabilities", lambda *a, **k: asked.update(k) or oof)
+    monkeypatch.setattr(crossfit, "grid_scale_for", lambda size: 1.0)
+    cfg = tiny_training.model_config("unet")
+    runs = tmp_path / "runs"
+    paths = [_write_fold(runs, k, cfg, []) for k in (0, 2)]
+    folds = [["a", "b"], ["c", "d"], ["e", "f"]]             # fold 1 is not trained
+
+    out = crossfit.choose_cross_fitted("unet", tmp_path, runs, folds, only={0, 2})
+    assert asked["only"] == {0, 2} and len(out["fold_choices"]) == 2
+    chosen_for_0 = json.loads(paths[0].read_text())
+    assert chosen_for_0["metrics"]["cross_fitted"]["patients"] == 2           # fold 2's patients only
+    # fold 0 is chosen on fold 2, whose lesion-free patient has the stray voxel; fold 2 on fold 0, which has none
+    assert chosen_for_0["threshold"] > 0.85 or chosen_for_0["postprocess"]["min_lesion_pixels"] > 1
+    assert out["fold_choices"][0]["false_positive_patients"] == 0
+    with pytest.raises(SystemExit, match="two trained folds"):
+        crossfit.choose_cross_fitted("unet", tmp_path, runs, folds, only={0})
+
+
 def test_cross_fitting_needs_every_fold_trained_without_validation(tmp_path, tiny_training):
     from training.crossfit import folds_without_validation
 

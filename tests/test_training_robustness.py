@@ -81,6 +81,30 @@ def test_robustness_scores_held_out_patients_of_trained_folds(tmp_path, tiny_tra
         assert summary["hemorrhage_patients"] == 1 and 0.0 <= summary["mean_dice"] <= 1.0
 
 
+def test_a_crossfit_screen_chooses_each_folds_postprocessing_on_the_other_before_scoring(
+        tmp_path, tiny_training, tiny_png_dataset, monkeypatch):
+    from model.networks import build_model
+    import training.robustness as robustness
+
+    cfg = tiny_training.model_config("unet")
+    for k in (0, 1):
+        fold = tmp_path / "runs" / "cv" / "unet" / f"fold{k}"
+        fold.mkdir(parents=True)
+        build_model(cfg).save_weights(fold / "unet.weights.h5")
+        (fold / "unet.json").write_text(json.dumps({**cfg, "training": {"steps": 1, "val_patients": []}}))
+    monkeypatch.setattr(robustness, "dataset_folds", lambda data, k, seed: [["002"], ["001"]])
+    args = ["--model", "unet", "--data", str(tiny_png_dataset), "--runs", str(tmp_path / "runs"), "--folds", "2",
+            "--only-folds", "0,1", "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit, match="exclude each other"):
+        main(args + ["--crossfit", "size", "--postprocessing-from", str(tmp_path / "x.json")])
+    main(args + ["--crossfit", "size"])
+    report = json.loads((tmp_path / "out" / "unet_robustness.json").read_text())
+    assert report["postprocessing"].startswith("cross-fitted on the other scored folds")
+    for k in (0, 1):
+        written = json.loads((tmp_path / "runs" / "cv" / "unet" / f"fold{k}" / "unet.json").read_text())
+        assert written["metrics"]["cross_fitted"]["patients"] == 1     # the other fold's one patient
+
+
 def test_model_card_shows_the_measured_robustness_table(tmp_path):
     from training.report import robustness_lines
 

@@ -46,22 +46,27 @@ def best_point(table: dict, patients: dict, pids: list[str], points: list) -> tu
 
 
 def choose_cross_fitted(name: str, data: Path, runs: Path, folds: list[list[str]],
-                        rules: tuple[str, ...] = ("size",)) -> dict:
+                        rules: tuple[str, ...] = ("size",), only: set[int] | None = None) -> dict:
     """Write each fold's cross-fitted threshold / min_lesion_pixels into its NAME.json.
 
-    Returns {"fold_choices": [...], "pooled": {"threshold", "min_lesion_pixels", ...}}.
+    ``only``: the folds to use (a screen of a few trained folds: each is then chosen on the other
+    screened folds' test patients); default all. Returns {"fold_choices": [...] in fold order,
+    "pooled": {"threshold", "min_lesion_pixels", ...}}.
     """
     from .train import set_postprocessing
 
     scale = grid_scale_for(model_config(name)["input_size"])
-    patients = oof_probabilities(name, data, runs, folds, tta=False)
+    used = sorted(only) if only is not None else list(range(len(folds)))
+    if len(used) < 2:
+        raise SystemExit("a cross-fitted choice needs at least two trained folds")
+    patients = oof_probabilities(name, data, runs, folds, tta=False, only=set(used))
     unknown = set(rules) - set(RULES)
     if unknown or not rules:
         raise SystemExit(f"unknown postprocessing rules {sorted(unknown)}: choose from {sorted(RULES)}")
     points = [point for rule in rules for point in RULES[rule]]
     table = outcome_table(patients, points, scale)
     choices = []
-    for k in range(len(folds)):
+    for k in used:
         others = [p for p, (fold, _, _) in patients.items() if fold != k]
         point, on_others = best_point(table, patients, others, points)
         path = fold_config_path(runs, name, k)

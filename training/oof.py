@@ -165,14 +165,18 @@ def analyse(patients: dict, scale: float) -> dict:
     return out
 
 
-def oof_probabilities(name: str, data: Path, runs: Path, folds: list[list[str]], tta: bool) -> dict:
-    """{pid: (fold, (Z, H, W) float32 probabilities on the model grid, bool truth)}."""
+def oof_probabilities(name: str, data: Path, runs: Path, folds: list[list[str]], tta: bool,
+                      only: set[int] | None = None) -> dict:
+    """{pid: (fold, (Z, H, W) float32 probabilities on the model grid, bool truth)} for the test
+    patients of every fold, or of the folds in ``only``."""
     from .train import compiled_predict, load_trained
 
     config = model_config(name)
     cached = {p.pid: p for p in load_dataset(data, tuple(config["input_size"]), cache_dir=runs / "cache")}
     out = {}
     for i, test in enumerate(folds):
+        if only is not None and i not in only:
+            continue
         cfg, model = load_trained(runs / "cv" / name / f"fold{i}" / f"{name}.json")
         predict = flip_averaged(compiled_predict(model)) if tta else compiled_predict(model)
         for pid in test:

@@ -1,6 +1,6 @@
 """Intensity robustness: trained CV folds re-scored on their held-out patients as other exports.
 
-    python -m training.robustness --model unet --runs runs [--only-folds 0,3] [--postprocessing-from model/weights/unet.json] --out reports/
+    python -m training.robustness --model unet --runs runs [--only-folds 0,3] [--postprocessing-from model/weights/unet.json | --crossfit size] --out reports/
 
 Uploads of PNG/JPG slices come from other viewers and exports: another brain window, JPEG
 compression, another display gamma. The ct-ich PNGs are brain-window exports (level 40, width 120
@@ -154,6 +154,10 @@ def main(argv=None) -> None:
     ap.add_argument("--only-folds", default=None, help="comma-separated trained folds to score (default: all)")
     ap.add_argument("--postprocessing-from", type=Path, default=None,
                     help="a NAME.json whose threshold / minimum lesion size replace each fold's own")
+    ap.add_argument("--crossfit", default=None, metavar="RULES",
+                    help="first choose each scored fold's postprocessing on the other scored folds' test "
+                         "patients (training.crossfit; rules e.g. size or size,area): fair to a recipe that "
+                         "changes the net's calibration, unlike --postprocessing-from")
     ap.add_argument("--out", default="reports", type=Path)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
@@ -161,12 +165,19 @@ def main(argv=None) -> None:
     name = args.model.replace("-", "_")
     folds = dataset_folds(args.data, args.folds, args.seed)
     only = [int(f) for f in args.only_folds.split(",")] if args.only_folds else list(range(args.folds))
+    if args.crossfit and args.postprocessing_from:
+        raise SystemExit("--crossfit and --postprocessing-from exclude each other")
+    if args.crossfit:
+        from .crossfit import choose_cross_fitted
+        choose_cross_fitted(name, args.data, args.runs, folds, tuple(args.crossfit.split(",")), only=set(only))
     post = json.loads(args.postprocessing_from.read_text()) if args.postprocessing_from else None
     scores = score_conditions(name, args.data, args.runs, folds, only, postprocessing=post)
     summary = {cond: summarize_condition(pp) for cond, pp in scores.items()}
     report = {"model": name, "folds_scored": only, "patients": [pid for i in only for pid in folds[i]],
               "postprocessing": ({"from": str(args.postprocessing_from), "threshold": post["threshold"],
-                                  "postprocess": post["postprocess"]} if post else "each fold's own"),
+                                  "postprocess": post["postprocess"]} if post else
+                                 f"cross-fitted on the other scored folds ({args.crossfit})" if args.crossfit
+                                 else "each fold's own"),
               "summary": summary, "per_patient": scores,
               "command": "python -m training.robustness " + " ".join(sys.argv[1:] if argv is None else argv)}
     args.out.mkdir(parents=True, exist_ok=True)
