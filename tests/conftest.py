@@ -46,6 +46,18 @@ def write_tiny_model(weights_dir: Path, name: str, seed: int = 0) -> dict:
     return config
 
 
+def write_fold(runs: Path, fold: int, config: dict) -> Path:
+    """A trained CV fold as ``training.evaluate`` leaves it: runs/cv/NAME/foldK/NAME.weights.h5
+    (built from ``config``, random init) and NAME.json (``config`` as given). Returns the JSON path."""
+    from model.networks import build_model
+
+    path = Path(runs) / "cv" / config["name"] / f"fold{fold}"
+    path.mkdir(parents=True)
+    build_model(config).save_weights(path / f"{config['name']}.weights.h5")
+    (path / f"{config['name']}.json").write_text(json.dumps(config))
+    return path / f"{config['name']}.json"
+
+
 @pytest.fixture
 def tiny_training(monkeypatch):
     """``training.configs`` patched to 32x32 inputs and the tiny U-Net (tests set TRAINING)."""

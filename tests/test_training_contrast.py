@@ -1,11 +1,10 @@
 """Lesion contrast (how much brighter a bleed is than the tissue around it) and its CV breakdown."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
+from tests.conftest import write_fold
 from training.metrics import dice_by_contrast, lesion_contrast_hu
 from training.report import _cycles, contrast_sentence
 
@@ -60,14 +59,9 @@ def test_model_card_names_cycles_of_different_lengths():
 
 
 def test_cv_evaluation_reports_each_bleeds_contrast_and_the_breakdown(tmp_path, tiny_training, tiny_png_dataset):
-    from model.networks import build_model
     from training.evaluate import evaluate_folds, summarize_cv
 
-    fold = tmp_path / "runs" / "cv" / "unet" / "fold0"
-    fold.mkdir(parents=True)
-    cfg = tiny_training.model_config("unet")
-    build_model(cfg).save_weights(fold / "unet.weights.h5")
-    (fold / "unet.json").write_text(json.dumps(cfg))
+    write_fold(tmp_path / "runs", 0, tiny_training.model_config("unet"))
 
     result = evaluate_folds("unet", tiny_png_dataset, [["001", "002"]], tmp_path / "runs")
     bleed, clean = result["per_patient"]["001"], result["per_patient"]["002"]

@@ -6,15 +6,11 @@ import json
 import numpy as np
 import pytest
 
+from tests.conftest import write_fold
+
 
 def _write_fold(runs, fold: int, cfg: dict, val_patients: list[str]):
-    from model.networks import build_model
-
-    path = runs / "cv" / "unet" / f"fold{fold}"
-    path.mkdir(parents=True)
-    build_model(cfg).save_weights(path / "unet.weights.h5")
-    (path / "unet.json").write_text(json.dumps({**cfg, "training": {"steps": 1, "val_patients": val_patients}}))
-    return path / "unet.json"
+    return write_fold(runs, fold, {**cfg, "training": {"steps": 1, "val_patients": val_patients}})
 
 
 def test_folds_train_on_all_their_patients_when_the_validation_fraction_is_zero(tmp_path, monkeypatch,

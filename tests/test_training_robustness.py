@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from model.preprocess import Window
+from tests.conftest import write_fold
 from training.robustness import CONDITIONS, Gamma, Jpeg, Reexport, Unchanged, main
 
 PNG = Window(40.0, 120.0)   # how the ct-ich PNGs were exported
@@ -60,14 +61,10 @@ def test_every_condition_is_named_once():
 
 def test_robustness_scores_held_out_patients_of_trained_folds(tmp_path, tiny_training, tiny_png_dataset, monkeypatch):
     """End to end on a tiny fold: every condition scores the fold's held-out patients."""
-    from model.networks import build_model
     import training.robustness as robustness
 
     cfg = tiny_training.model_config("unet")
-    fold = tmp_path / "runs" / "cv" / "unet" / "fold1"
-    fold.mkdir(parents=True)
-    build_model(cfg).save_weights(fold / "unet.weights.h5")
-    (fold / "unet.json").write_text(json.dumps({**cfg, "training": {"steps": 1, "val_patients": []}}))
+    write_fold(tmp_path / "runs", 1, {**cfg, "training": {"steps": 1, "val_patients": []}})
     monkeypatch.setattr(robustness, "dataset_folds", lambda data, k, seed: [["002"], ["001"]])
     shipped = tmp_path / "shipped.json"
     shipped.write_text(json.dumps({**cfg, "threshold": 0.99,
@@ -83,15 +80,10 @@ def test_robustness_scores_held_out_patients_of_trained_folds(tmp_path, tiny_tra
 
 def test_a_crossfit_screen_chooses_each_folds_postprocessing_on_the_other_before_scoring(
         tmp_path, tiny_training, tiny_png_dataset, monkeypatch):
-    from model.networks import build_model
     import training.robustness as robustness
 
     cfg = tiny_training.model_config("unet")
-    for k in (0, 1):
-        fold = tmp_path / "runs" / "cv" / "unet" / f"fold{k}"
-        fold.mkdir(parents=True)
-        build_model(cfg).save_weights(fold / "unet.weights.h5")
-        (fold / "unet.json").write_text(json.dumps({**cfg, "training": {"steps": 1, "val_patients": []}}))
+    paths = [write_fold(tmp_path / "runs", k, {**cfg, "training": {"steps": 1, "val_patients": []}}) for k in (0, 1)]
     monkeypatch.setattr(robustness, "dataset_folds", lambda data, k, seed: [["002"], ["001"]])
     args = ["--model", "unet", "--data", str(tiny_png_dataset), "--runs", str(tmp_path / "runs"), "--folds", "2",
             "--only-folds", "0,1", "--out", str(tmp_path / "out")]
@@ -100,9 +92,8 @@ def test_a_crossfit_screen_chooses_each_folds_postprocessing_on_the_other_before
     main(args + ["--crossfit", "size"])
     report = json.loads((tmp_path / "out" / "unet_robustness.json").read_text())
     assert report["postprocessing"].startswith("cross-fitted on the other scored folds")
-    for k in (0, 1):
-        written = json.loads((tmp_path / "runs" / "cv" / "unet" / f"fold{k}" / "unet.json").read_text())
-        assert written["metrics"]["cross_fitted"]["patients"] == 1     # the other fold's one patient
+    for path in paths:
+        assert json.loads(path.read_text())["metrics"]["cross_fitted"]["patients"] == 1   # the other fold's patient
 
 
 def test_model_card_shows_the_measured_robustness_table(tmp_path):

@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 
+from tests.conftest import write_fold
+
 
 def test_warm_restart_schedule_starts_as_one_cosine_cycle_then_restarts_lower():
     pytest.importorskip("keras")
@@ -84,18 +86,14 @@ def test_postprocessing_choice_takes_the_cut_nearest_one_half_on_a_flat_score_su
 def test_rechoosing_postprocessing_keeps_the_checkpoint_and_records_the_old_choice(tmp_path, tiny_training,
                                                                                    tiny_png_dataset):
     from model.config import file_sha256
-    from model.networks import build_model
     from training.evaluate import rechoose_postprocessing
     from training.validate import THRESHOLDS, TOLERANCE
 
     data, runs = tiny_png_dataset, tmp_path / "runs"
-    fold = runs / "cv" / "unet" / "fold0"
-    fold.mkdir(parents=True)
     cfg = tiny_training.model_config("unet")
     cfg.update(threshold=0.97, training={"val_patients": ["001", "002"]}, metrics={"validation": {"step": 7}})
     cfg["postprocess"]["min_lesion_pixels"] = 3200
-    build_model(cfg).save_weights(fold / "unet.weights.h5")
-    (fold / "unet.json").write_text(json.dumps(cfg))
+    fold = write_fold(runs, 0, cfg).parent
     sha = file_sha256(fold / "unet.weights.h5")
 
     rechoose_postprocessing("unet", data, runs, n_folds=1)
