@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from tests.conftest import write_fold
 from training.oof import analyse, component_mask, cross_fitted, flip_averaged
 
 
@@ -69,3 +70,37 @@ def test_outcome_table_matches_the_masks_of_every_rule():
         mask = component_mask(patients[pid][1], *point[:3], 2.0, point[3])
         expected = dice(mask, patients[pid][2]) if patients[pid][2].any() else float(mask.any())
         assert value == pytest.approx(expected), (pid, point)
+
+
+def _two_fold_run(runs, cfg: dict, seed: int, train_on_test: bool = False):
+    import keras
+
+    keras.utils.set_random_seed(seed)                      # members differ, as trained nets do
+    for k, (test, train) in enumerate([("001", "002"), ("002", "001")]):
+        patients = [train, test] if train_on_test else [train]
+        write_fold(runs, k, {**cfg, "training": {"steps": 1, "train_patients": patients}})
+
+
+def test_an_ensemble_is_the_voxel_mean_of_its_members_out_of_fold(tmp_path, tiny_training, tiny_png_dataset):
+    from training.oof import ensemble_oof_probabilities, oof_probabilities
+
+    cfg, folds = tiny_training.model_config("unet"), [["001"], ["002"]]
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for seed, r in enumerate(runs):
+        _two_fold_run(r, cfg, seed)
+    members = [oof_probabilities("unet", tiny_png_dataset, r, folds, tta=False) for r in runs]
+    mean = ensemble_oof_probabilities("unet", tiny_png_dataset, runs, folds, tta=False)
+    assert sorted(mean) == ["001", "002"]
+    for pid, (fold, prob, truth) in mean.items():
+        assert fold == folds.index([pid])
+        assert not np.allclose(members[0][pid][1], members[1][pid][1])      # really two members
+        np.testing.assert_allclose(prob, (members[0][pid][1] + members[1][pid][1]) / 2, rtol=1e-5)
+        assert np.array_equal(truth, members[0][pid][2])
+
+
+def test_a_fold_trained_on_its_test_patient_is_refused(tmp_path, tiny_training, tiny_png_dataset):
+    from training.oof import oof_probabilities
+
+    _two_fold_run(tmp_path / "leaky", tiny_training.model_config("unet"), 0, train_on_test=True)
+    with pytest.raises(ValueError, match="trained on its test patients"):
+        oof_probabilities("unet", tiny_png_dataset, tmp_path / "leaky", [["001"], ["002"]], tta=False)

@@ -11,7 +11,8 @@ probabilities for all 60 patients. On them it reports
   instead of the ~10 validation patients training chooses on), then scored on fold k:
   ``size`` (threshold x minimum component size, the shipped rule) and ``core`` (threshold 0.5,
   a component is kept only if it holds enough voxels above a high "core" probability);
-- with ``--tta``, the same with each slice's probability averaged over 4 flips.
+- with ``--tta``, the same with each slice's probability averaged over 4 flips;
+- with several ``--runs``, the same for the mean of their probabilities (an ensemble).
 
 It is an analysis on the model grid (224 x 224, sizes in original-grid voxels), not the CLI
 pipeline's evaluation (``training.evaluate``), which stays the reported number.
@@ -178,6 +179,10 @@ def oof_probabilities(name: str, data: Path, runs: Path, folds: list[list[str]],
         if only is not None and i not in only:
             continue
         cfg, model = load_trained(runs / "cv" / name / f"fold{i}" / f"{name}.json")
+        seen = set(test) & set(cfg.get("training", {}).get("train_patients") or [])
+        if seen:
+            raise ValueError(f"{runs} fold {i} was trained on its test patients {sorted(seen)}: "
+                             "not out-of-fold (trained with other folds?)")
         predict = flip_averaged(compiled_predict(model)) if tta else compiled_predict(model)
         for pid in test:
             prob = predict_patient(predict, cached[pid], cfg["context_slices"])
@@ -185,11 +190,25 @@ def oof_probabilities(name: str, data: Path, runs: Path, folds: list[list[str]],
     return out
 
 
+def ensemble_oof_probabilities(name: str, data: Path, runs: list[Path], folds: list[list[str]],
+                               tta: bool) -> dict:
+    """As :func:`oof_probabilities`, each patient's probabilities the per-voxel mean over the
+    CV runs in ``runs`` (an ensemble of independently trained nets on the same folds; a fold
+    that trained on one of its test patients is refused by :func:`oof_probabilities`)."""
+    total: dict = {}
+    for r in runs:
+        for pid, (fold, prob, truth) in oof_probabilities(name, data, r, folds, tta).items():
+            total[pid] = (fold, prob if pid not in total else total[pid][1] + prob, truth)
+    return {pid: (fold, (summed / len(runs)).astype(np.float32), truth)
+            for pid, (fold, summed, truth) in total.items()}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True, choices=["unet", "two-branch", "two_branch"])
     ap.add_argument("--data", default="../shared/data/ct-ich", type=Path)
-    ap.add_argument("--runs", default="runs", type=Path)
+    ap.add_argument("--runs", default=[Path("runs")], type=Path, nargs="+",
+                    help="CV runs dir; several: analyse the mean of their probabilities (an ensemble)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tta", action="store_true", help="also analyse flip-averaged probabilities")
@@ -201,10 +220,10 @@ def main(argv=None) -> None:
     folds = dataset_folds(args.data, args.folds, args.seed)
     scale = grid_scale_for(model_config(name)["input_size"])
     command = "python -m training.oof " + " ".join(sys.argv[1:] if argv is None else argv)
-    report = {"model": name, "runs": str(args.runs), "command": command}
+    report = {"model": name, "runs": [str(r) for r in args.runs], "command": command}
     for tta in (False, True) if args.tta else (False,):
-        report["flip_tta" if tta else "plain"] = analyse(oof_probabilities(name, args.data, args.runs, folds, tta),
-                                                         scale)
+        probs = ensemble_oof_probabilities(name, args.data, args.runs, folds, tta)
+        report["flip_tta" if tta else "plain"] = analyse(probs, scale)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}_oof_postprocessing.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
