@@ -3,7 +3,8 @@
 Only ~11% of slices contain blood, so each batch draws 40% of its samples from lesion slices and
 60% from lesion-free slices (the 31 lesion-free patients included, as negatives). Lesion slices
 can be weighted by patient (``lesion_patient_power``) so that a patient with 20 bleeding slices
-does not drown one with 2.
+does not drown one with 2. With hard-negative mining (``set_hard_negatives``) a share of the
+lesion-free samples is drawn where the net currently marks false lesions.
 """
 from __future__ import annotations
 
@@ -47,6 +48,28 @@ class BalancedSampler:
                 (pos if has[z] else neg).append((pi, z))
         self.pos, self.neg = np.array(pos), np.array(neg)
         self.pos_p = lesion_slice_weights(self.pos, lesion_patient_power)
+        self.hard: tuple[np.ndarray | None, float] = (None, 0.0)   # (lesion-free slice weights, share)
+
+    def negative_inputs(self, chunk: int = 16):
+        """Yields (rows of ``self.neg``, x (n, H, W, 2*context+1) float32): the lesion-free slices as
+        the net sees them at inference (their neighbours as context, whole slice, no augmentation)."""
+        for start in range(0, len(self.neg), chunk):
+            rows = np.arange(start, min(start + chunk, len(self.neg)))
+            xs = []
+            for pi, z in self.neg[rows]:
+                p = self.patients[pi]
+                idx = context_indices(len(p.images), self.context)[z]
+                xs.append(p.images[idx].astype(np.float32).transpose(1, 2, 0))
+            yield rows, np.stack(xs)
+
+    def set_hard_negatives(self, hardness: np.ndarray, fraction: float) -> None:
+        """Draw ``fraction`` of the lesion-free samples in proportion to ``hardness`` (one value >= 0
+        per row of ``self.neg``: e.g. the net's false-positive pixels there), the rest uniformly.
+        All-zero hardness (no false lesion anywhere) keeps uniform drawing."""
+        hardness = np.asarray(hardness, np.float64)
+        total = hardness.sum()
+        # one assignment: the prefetch thread reads weights and share together
+        self.hard = (hardness / total, float(fraction)) if total > 0 else (None, 0.0)
 
     def sample(self, pi: int, z: int) -> tuple[np.ndarray, np.ndarray]:
         p = self.patients[pi]
@@ -92,12 +115,32 @@ class BalancedSampler:
             return int(self.rng.integers(len(self.pos)))
         return int(self.rng.choice(len(self.pos), p=self.pos_p))
 
+    def draw_negative_slice(self) -> int:
+        # without mining no extra random draw, so the stream of earlier runs is unchanged
+        neg_p, fraction = self.hard
+        if neg_p is not None and self.rng.random() < fraction:
+            return int(self.rng.choice(len(self.neg), p=neg_p))
+        return int(self.rng.integers(len(self.neg)))
+
     def batch(self) -> tuple[np.ndarray, np.ndarray]:
         n_pos = int(round(self.batch_size * self.positive_fraction)) if len(self.pos) else 0
         picks = [self.pos[self.draw_lesion_slice()] for _ in range(n_pos)]
-        picks += [self.neg[self.rng.integers(len(self.neg))] for _ in range(self.batch_size - n_pos)]
+        picks += [self.neg[self.draw_negative_slice()] for _ in range(self.batch_size - n_pos)]
         xs, ys = zip(*(self.sample(int(pi), int(z)) for pi, z in picks))
         return np.stack(xs), np.stack(ys)[..., None]
+
+
+def mine_hard_negatives(sampler: BalancedSampler, predict, fraction: float, threshold: float = 0.5) -> np.ndarray:
+    """Hard-negative mining: count, per lesion-free slice of ``sampler`` (rows of ``sampler.neg``),
+    the pixels the net marks with probability >= ``threshold`` (all false positives), and draw
+    ``fraction`` of the lesion-free samples in proportion to them from now on. ``predict`` maps
+    (n, H, W, C) to (n, H, W, 1). Returns the counts."""
+    counts = np.zeros(len(sampler.neg))
+    for rows, x in sampler.negative_inputs():
+        prob = np.asarray(predict(x))[..., 0]
+        counts[rows] = (prob >= threshold).reshape(len(rows), -1).sum(axis=1)
+    sampler.set_hard_negatives(counts, fraction)
+    return counts
 
 
 def lesion_slice_weights(pos: np.ndarray, power: float) -> np.ndarray | None:

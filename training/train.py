@@ -25,7 +25,7 @@ from .augment import JITTER_LEVEL_HU, JITTER_WIDTH_HU  # noqa: E402
 from .configs import model_config, training_config  # noqa: E402
 from .data import Patient, load_dataset  # noqa: E402
 from .device import set_threads, training_precision  # noqa: E402
-from .sampler import POSITIVE_FRACTION, BalancedSampler, prefetch  # noqa: E402
+from .sampler import POSITIVE_FRACTION, BalancedSampler, mine_hard_negatives, prefetch  # noqa: E402
 from .validate import grid_scale_for, validate  # noqa: E402
 
 
@@ -116,6 +116,15 @@ def describe_augmentation(jitter: dict | None) -> str:
               "noise; 25% single-slice (2D) inputs")
 
 
+def mine(sampler: BalancedSampler, full, model, predict, hard: dict, log) -> None:
+    """Re-weight the lesion-free slices by the current net's false positives (``hard``: configs)."""
+    started = time.time()
+    if full is not model:
+        full.set_weights(model.get_weights())
+    counts = mine_hard_negatives(sampler, predict, float(hard["fraction"]))
+    log(f"hard negatives: {int((counts > 0).sum())} of {len(counts)} lesion-free slices marked ({time.time() - started:.0f} s)")
+
+
 def describe_sampling(tcfg: dict) -> str:
     """The batch sampling of a training config, in words."""
     power = float(tcfg.get("lesion_patient_power", 0.0))
@@ -123,6 +132,9 @@ def describe_sampling(tcfg: dict) -> str:
     pos = positive_fraction(tcfg)
     return (f"{pos:.0%} lesion slices, {1 - pos:.0%} lesion-free slices per batch; "
             + (f"a patient's lesion slices weighted n^-{power:g} (n = its lesion slices); " if power else "")
+            + (f"from step {hard['start']}, every {hard['every']} steps, {hard['fraction']:.0%} of the lesion-free "
+               "slices drawn in proportion to the net's false-positive pixels on them (hard negatives); "
+               if (hard := tcfg.get("hard_negatives")) else "")
             + (f"{crop}x{crop} crops around a lesion pixel or inside the head" if crop else "whole slices"))
 
 
@@ -172,6 +184,9 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
                               positive_fraction=positive_fraction(tcfg))
     model.optimizer.iterations.assign(state["step"])
     predict = compiled_predict(full)
+    hard = tcfg.get("hard_negatives")
+    if hard and state["step"] >= hard["start"]:            # resumed past the first mining
+        mine(sampler, full, model, predict, hard, log)
     scale = grid_scale_for(config["input_size"])
     out_dir.mkdir(parents=True, exist_ok=True)
     t0, batches, losses = time.time(), prefetch(sampler), []
@@ -185,6 +200,8 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
             rate = (time.time() - t0) / max(1, len(losses))
             log(f"[{config['name']}] step {step}/{steps} loss {np.mean(losses[-10:]):.4f} "
                 f"{rate:.2f}s/step eta {rate * (steps - step) / 60:.1f} min")
+        if hard and step >= hard["start"] and step % hard["every"] == 0 and step < steps:
+            mine(sampler, full, model, predict, hard, log)
         if step % tcfg["val_every"] == 0 or step == steps:
             if full is not model:
                 full.set_weights(model.get_weights())
