@@ -50,7 +50,8 @@ TRAINING = {
     # 2 of 31 FP against 0.246 / 2 (folds chose thresholds 0.3-0.97): not used.
     # "hard_negatives" {"fraction": 0.5, "every": 250, "start": 1000} (mining the lesion-free slices the net marks):
     # folds 0+3 with --crossfit size 0.229 with 1 FP of 12 against 0.247 / 4
-    # (reports/experiments/unet_hard_negatives_screen.json): not used.
+    # (reports/experiments/unet_hard_negatives_screen.json); with "dice": "per_image" and "lesion_patient_power" 0.5
+    # too 0.250 with 5 FP of 12 (reports/experiments/unet_small_bleeds_hard_negatives_screen.json): not used.
     # fold_validation_fraction 0: each CV fold trains on all its training patients for the fixed
     # step count, as the shipped model does on all 60, and its threshold / minimum size is chosen
     # cross-fitted (training.crossfit) instead of on a ~12-patient validation split.
