@@ -17,6 +17,7 @@ from model.preprocess import context_indices
 
 from .augment import augment
 from .data import Patient
+from .validate import predict_patient
 
 
 POSITIVE_FRACTION = 0.4   # share of each batch drawn from lesion slices
@@ -49,18 +50,6 @@ class BalancedSampler:
         self.pos, self.neg = np.array(pos), np.array(neg)
         self.pos_p = lesion_slice_weights(self.pos, lesion_patient_power)
         self.hard: tuple[np.ndarray | None, float] = (None, 0.0)   # (lesion-free slice weights, share)
-
-    def negative_inputs(self, chunk: int = 16):
-        """Yields (rows of ``self.neg``, x (n, H, W, 2*context+1) float32): the lesion-free slices as
-        the net sees them at inference (their neighbours as context, whole slice, no augmentation)."""
-        for start in range(0, len(self.neg), chunk):
-            rows = np.arange(start, min(start + chunk, len(self.neg)))
-            xs = []
-            for pi, z in self.neg[rows]:
-                p = self.patients[pi]
-                idx = context_indices(len(p.images), self.context)[z]
-                xs.append(p.images[idx].astype(np.float32).transpose(1, 2, 0))
-            yield rows, np.stack(xs)
 
     def set_hard_negatives(self, hardness: np.ndarray, fraction: float) -> None:
         """Draw ``fraction`` of the lesion-free samples in proportion to ``hardness`` (one value >= 0
@@ -136,9 +125,11 @@ def mine_hard_negatives(sampler: BalancedSampler, predict, fraction: float, thre
     ``fraction`` of the lesion-free samples in proportion to them from now on. ``predict`` maps
     (n, H, W, C) to (n, H, W, 1). Returns the counts."""
     counts = np.zeros(len(sampler.neg))
-    for rows, x in sampler.negative_inputs():
-        prob = np.asarray(predict(x))[..., 0]
-        counts[rows] = (prob >= threshold).reshape(len(rows), -1).sum(axis=1)
+    for pi, patient in enumerate(sampler.patients):
+        rows = np.flatnonzero(sampler.neg[:, 0] == pi)
+        if len(rows):   # whole slices with their neighbours, as at inference (no augmentation)
+            prob = predict_patient(predict, patient, sampler.context)[sampler.neg[rows, 1]]
+            counts[rows] = (prob >= threshold).reshape(len(rows), -1).sum(axis=1)
     sampler.set_hard_negatives(counts, fraction)
     return counts
 
