@@ -91,3 +91,14 @@ def test_a_test_fold_never_enters_the_classifiers_that_score_it(monkeypatch):
     monkeypatch.setattr(lc, "fit_on", spy_fit)
     lc.evaluate(table, fold_of, truth_voxels)
     assert len(fitted) == 3 * (len(lc.THRESHOLDS) * 2 + 1)       # inner fits per outer fold + the final one
+
+
+def test_the_constrained_choice_takes_the_best_dice_within_the_false_positive_share():
+    many_fp = lc.selection_key([0.9], fp_patients=3, negatives=25, max_fp_share=2 / 31)
+    few_fp = lc.selection_key([0.5], fp_patients=1, negatives=25, max_fp_share=2 / 31)
+    none_fp = lc.selection_key([0.4], fp_patients=0, negatives=25, max_fp_share=2 / 31)
+    assert few_fp > none_fp > many_fp
+    # no point within the share: the fewest false positives
+    assert lc.selection_key([0.1], 3, 25, 0.0) > lc.selection_key([0.9], 4, 25, 0.0)
+    # unconstrained: the selection score, which prefers 0.9 with 3 false positives here
+    assert lc.selection_key([0.9], 3, 25, None) > lc.selection_key([0.5], 1, 25, None)
