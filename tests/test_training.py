@@ -65,6 +65,24 @@ def test_random_augmentation_keeps_mask_on_the_bright_blob():
         assert inside.size and inside.mean() > outside.mean() + 0.4
 
 
+def test_without_orientations_augmentation_keeps_the_exported_orientation_and_random_stream():
+    image, mask = _blob_image(64, seed=3)
+    asymmetric = mask.copy()
+    asymmetric[:8, :8] = 1.0                          # a corner no flip or rotation keeps in place
+    moved = 0
+    for seed in range(8):
+        img_all, msk_all = augment(image, asymmetric, np.random.default_rng(seed), p_affine=0.0, p_intensity=0.0)
+        img_one, msk_one = augment(image, asymmetric, np.random.default_rng(seed), p_affine=0.0, p_intensity=0.0,
+                                   all_orientations=False)
+        assert np.array_equal(msk_one, asymmetric) and np.array_equal(img_one, image)
+        moved += not np.array_equal(msk_all, asymmetric)
+    assert moved >= 4                                 # with all 8 most draws move it
+    a, b = np.random.default_rng(1), np.random.default_rng(1)
+    augment(image, mask, a)
+    augment(image, mask, b, all_orientations=False)
+    assert a.random() == b.random()                   # same draws consumed
+
+
 def test_sampler_balances_lesion_slices_and_shapes(synthetic_patients):
     sampler = BalancedSampler(synthetic_patients, 8, context=1, seed=0, augment_data=False)
     x, y = sampler.batch()

@@ -78,14 +78,18 @@ def reexport_window(image: np.ndarray, rng: np.random.Generator, source_hu: tupl
 
 def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
             p_affine: float = 0.6, p_intensity: float = 0.5,
-            window_jitter: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+            window_jitter: dict | None = None, all_orientations: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Full training augmentation of one (H, W, C) image and its (H, W) mask.
 
     window_jitter: None (off) or {"p": probability, "source_hu": (level, width) of the images,
     optional "level_hu" / "width_hu" ranges}: that share of the samples is re-exported with
     another brain window (``reexport_window``) before the other intensity changes.
+    all_orientations: False keeps every sample in its exported orientation (a diagnostic of what
+    learning all 8 costs; uploads come in any orientation, so the shipped models use all 8).
     """
-    image, mask = dihedral(image, mask, int(rng.integers(4)), bool(rng.random() < 0.5))
+    k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)     # drawn either way: same stream
+    if all_orientations:
+        image, mask = dihedral(image, mask, k, flip)
     if rng.random() < p_affine:
         image, mask = small_affine(image, mask, rng)
     if window_jitter and rng.random() < window_jitter["p"]:

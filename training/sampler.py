@@ -31,15 +31,16 @@ class BalancedSampler:
     lesion_patient_power: a lesion slice of a patient with n lesion slices is drawn with weight
     n ** -power: 0 draws lesion slices uniformly (large bleeds spanning many slices dominate),
     1 draws every lesion patient equally often, 0.5 makes a patient's share grow as sqrt(n).
-    window_jitter: passed to ``augment`` (a share of samples re-exported with another window).
+    window_jitter, all_orientations: passed to ``augment`` (a share of samples re-exported with
+    another window; False: no flips / 90-degree rotations, a diagnostic).
     """
 
     def __init__(self, patients: list[Patient], batch_size: int, context: int, seed: int,
                  positive_fraction: float = POSITIVE_FRACTION, p_single: float = 0.25, augment_data: bool = True,
                  crop_size: int | None = None, lesion_patient_power: float = 0.0,
-                 window_jitter: dict | None = None):
+                 window_jitter: dict | None = None, all_orientations: bool = True):
         self.patients, self.batch_size, self.context = patients, batch_size, context
-        self.crop_size, self.window_jitter = crop_size, window_jitter
+        self.crop_size, self.window_jitter, self.all_orientations = crop_size, window_jitter, all_orientations
         self.rng = np.random.default_rng(seed)
         self.positive_fraction, self.p_single, self.augment_data = positive_fraction, p_single, augment_data
         pos, neg = [], []
@@ -70,7 +71,8 @@ class BalancedSampler:
         image = p.images[idx, rows, cols].astype(np.float32).transpose(1, 2, 0)
         mask = p.masks[z, rows, cols].astype(np.float32)
         if self.augment_data:
-            image, mask = augment(image, mask, self.rng, window_jitter=self.window_jitter)
+            image, mask = augment(image, mask, self.rng, window_jitter=self.window_jitter,
+                                  all_orientations=self.all_orientations)
         return image, mask
 
     def crop_window(self, image: np.ndarray, mask: np.ndarray) -> tuple[slice, slice]:

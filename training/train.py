@@ -106,12 +106,13 @@ def positive_fraction(tcfg: dict) -> float:
     return float(tcfg.get("positive_fraction", POSITIVE_FRACTION))
 
 
-def describe_augmentation(jitter: dict | None) -> str:
-    """The augmentation, in words, given the sampler's ``window_jitter`` (None: off)."""
+def describe_augmentation(jitter: dict | None, all_orientations: bool = True) -> str:
+    """The augmentation, in words, given the sampler's ``window_jitter`` (None: off) and orientations."""
     window = (f"{jitter['p']:.0%} of the samples re-exported with a window of level "
               f"{jitter['level_hu'][0]:g}-{jitter['level_hu'][1]:g} HU, width {jitter['width_hu'][0]:g}-"
               f"{jitter['width_hu'][1]:g} HU inside the model's window; ") if jitter else ""
-    return ("8 flips/90-degree rotations, rotation +-15 deg, zoom 0.85-1.15, shift; " + window
+    return (("8 flips/90-degree rotations, " if all_orientations else "exported orientation only (no flips or "
+             "90-degree rotations), ") + "rotation +-15 deg, zoom 0.85-1.15, shift; " + window
             + "half of the samples: gamma 0.8-1.25, contrast 0.75-1.33, brightness +-0.05, "
               "noise; 25% single-slice (2D) inputs")
 
@@ -180,7 +181,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
     jitter = window_jitter(tcfg, config)
     sampler = BalancedSampler(train, tcfg["batch_size"], config["context_slices"], seed + state["step"],
                               crop_size=crop, lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
-                              window_jitter=jitter,
+                              window_jitter=jitter, all_orientations=tcfg.get("orientations", "all") == "all",
                               positive_fraction=positive_fraction(tcfg))
     model.optimizer.iterations.assign(state["step"])
     predict = compiled_predict(full)
@@ -232,7 +233,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
         "date": datetime.date.today().isoformat(), "loss": describe_loss(tcfg),
         "optimizer": "adam, cosine decay" + (" with warm restarts" if tcfg.get("lr_cycle_steps") else ""),
         "sampling": describe_sampling(tcfg),
-        "augmentation": describe_augmentation(jitter),
+        "augmentation": describe_augmentation(jitter, sampler.all_orientations),
     }
     if state["best"]:
         config["threshold"] = state["best"]["threshold"]
