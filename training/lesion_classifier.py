@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from model.postprocess import full_connectivity, largest_cross_sections
+from model.postprocess import label_components, largest_cross_sections
 
 from .configs import model_config
 from .data import dataset_folds, load_dataset
@@ -63,16 +64,13 @@ def component_features(labels: np.ndarray, count: int, prob: np.ndarray, image: 
 def candidates(prob: np.ndarray, image: np.ndarray, truth: np.ndarray, threshold: float, scale: float) -> dict:
     """Components of ``prob >= threshold`` with at least MIN_CANDIDATE_VOXELS original voxels:
     {"features": (n, F), "voxels": (n,) grid voxels, "overlap": (n,) grid voxels in ``truth``}."""
-    binary = prob >= threshold
-    labels, count = ndimage.label(binary, structure=full_connectivity(binary))
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    keep = np.flatnonzero(sizes[1:] * scale >= MIN_CANDIDATE_VOXELS) + 1
-    remap = np.zeros(count + 1, dtype=np.int32)
-    remap[keep] = np.arange(1, len(keep) + 1)
-    labels = remap[labels]
-    overlap = np.bincount(labels[truth], minlength=len(keep) + 1)[1:]
-    feats = component_features(labels, len(keep), prob, image, scale) if len(keep) else np.zeros((0, len(FEATURES)))
-    return {"features": feats, "voxels": sizes[keep], "overlap": overlap}
+    components = label_components(prob >= threshold, int(math.ceil(MIN_CANDIDATE_VOXELS / scale - 1e-9)))
+    if components is None or components.count == 0:
+        return {"features": np.zeros((0, len(FEATURES))), "voxels": np.zeros(0, int), "overlap": np.zeros(0, int)}
+    labels, n, box = components.labels, components.count, components.box
+    return {"features": component_features(labels, n, prob[box], image[box], scale),
+            "voxels": np.bincount(labels.ravel(), minlength=n + 1)[1:],
+            "overlap": np.bincount(labels[truth[box]], minlength=n + 1)[1:]}
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = L2, iterations: int = 50) -> dict:
