@@ -17,10 +17,12 @@ from model.preprocess import context_indices
 
 from .augment import augment
 from .data import Patient
+from .paste import transplant
 from .validate import predict_patient
 
 
 POSITIVE_FRACTION = 0.4   # share of each batch drawn from lesion slices
+PASTE_LEVEL = 0.1         # a transplanted bleed goes to a slice at most this far in relative height
 
 
 class BalancedSampler:
@@ -33,14 +35,17 @@ class BalancedSampler:
     1 draws every lesion patient equally often, 0.5 makes a patient's share grow as sqrt(n).
     window_jitter, all_orientations: passed to ``augment`` (a share of samples re-exported with
     another window; False: no flips / 90-degree rotations, a diagnostic).
+    paste_fraction: share of the lesion samples shown transplanted into a random lesion-free slice
+    at about the same height (``training.paste``); the batch's lesion share is unchanged.
     """
 
     def __init__(self, patients: list[Patient], batch_size: int, context: int, seed: int,
                  positive_fraction: float = POSITIVE_FRACTION, p_single: float = 0.25, augment_data: bool = True,
                  crop_size: int | None = None, lesion_patient_power: float = 0.0,
-                 window_jitter: dict | None = None, all_orientations: bool = True):
+                 window_jitter: dict | None = None, all_orientations: bool = True, paste_fraction: float = 0.0):
         self.patients, self.batch_size, self.context = patients, batch_size, context
         self.crop_size, self.window_jitter, self.all_orientations = crop_size, window_jitter, all_orientations
+        self.paste_fraction, self.neg_levels = float(paste_fraction), None
         self.rng = np.random.default_rng(seed)
         self.positive_fraction, self.p_single, self.augment_data = positive_fraction, p_single, augment_data
         pos, neg = [], []
@@ -61,15 +66,27 @@ class BalancedSampler:
         # one assignment: the prefetch thread reads weights and share together
         self.hard = (hardness / total, float(fraction)) if total > 0 else (None, 0.0)
 
-    def sample(self, pi: int, z: int) -> tuple[np.ndarray, np.ndarray]:
-        p = self.patients[pi]
-        if self.rng.random() < self.p_single:
-            idx = np.full(2 * self.context + 1, z)
-        else:
-            idx = context_indices(len(p.images), self.context)[z]
-        rows, cols = self.crop_window(p.images[z], p.masks[z])
-        image = p.images[idx, rows, cols].astype(np.float32).transpose(1, 2, 0)
-        mask = p.masks[z, rows, cols].astype(np.float32)
+    def channels(self, pi: int, z: int, single: bool) -> np.ndarray:
+        """Slice indices of sample (pi, z)'s channels: its neighbours, or itself repeated (2D upload)."""
+        if single:
+            return np.full(2 * self.context + 1, z)
+        return context_indices(len(self.patients[pi].images), self.context)[z]
+
+    def sample(self, pi: int, z: int, into: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One augmented (H, W, C) input and (H, W) mask of slice ``z`` of patient ``pi``; with ``into``
+        (a lesion-free (patient, slice)) that slice's bleed transplanted there (``training.paste``),
+        or slice ``z`` itself when the bleed would not land on brain."""
+        single = self.rng.random() < self.p_single
+        idx = self.channels(pi, z, single)
+        stack, mask = self.patients[pi].images[idx].astype(np.float32), self.patients[pi].masks[z].astype(np.float32)
+        if into is not None:
+            target = self.patients[into[0]].images[self.channels(*into, single)].astype(np.float32)
+            pasted = transplant(target, stack, self.patients[pi].masks[idx].astype(np.float32))
+            if pasted is not None:
+                stack, mask = pasted
+        rows, cols = self.crop_window(stack[len(idx) // 2], mask)
+        image = stack[:, rows, cols].transpose(1, 2, 0)
+        mask = mask[rows, cols]
         if self.augment_data:
             image, mask = augment(image, mask, self.rng, window_jitter=self.window_jitter,
                                   all_orientations=self.all_orientations)
@@ -113,11 +130,27 @@ class BalancedSampler:
             return int(self.rng.choice(len(self.neg), p=neg_p))
         return int(self.rng.integers(len(self.neg)))
 
+    def level(self, pi: int, z: int) -> float:
+        """Slice z's height in its patient's stack, 0 (first slice) to 1 (last)."""
+        return z / max(len(self.patients[pi].images) - 1, 1)
+
+    def paste_target(self, pi: int, z: int) -> tuple[int, int]:
+        """A random lesion-free (patient, slice) at about the height of slice z of patient pi (within
+        PASTE_LEVEL of the stacks' extent), so that the bleed meets similar anatomy."""
+        if self.neg_levels is None:
+            self.neg_levels = np.array([self.level(int(a), int(b)) for a, b in self.neg])
+        near = np.flatnonzero(np.abs(self.neg_levels - self.level(int(pi), int(z))) <= PASTE_LEVEL)
+        row = near[self.rng.integers(len(near))] if len(near) else self.rng.integers(len(self.neg))
+        return int(self.neg[row, 0]), int(self.neg[row, 1])
+
     def batch(self) -> tuple[np.ndarray, np.ndarray]:
         n_pos = int(round(self.batch_size * self.positive_fraction)) if len(self.pos) else 0
         picks = [self.pos[self.draw_lesion_slice()] for _ in range(n_pos)]
         picks += [self.neg[self.draw_negative_slice()] for _ in range(self.batch_size - n_pos)]
-        xs, ys = zip(*(self.sample(int(pi), int(z)) for pi, z in picks))
+        # no extra random draw without pasting: the stream of earlier runs is unchanged
+        into = [self.paste_target(*picks[i]) if i < n_pos and self.paste_fraction > 0
+                and self.rng.random() < self.paste_fraction else None for i in range(len(picks))]
+        xs, ys = zip(*(self.sample(int(pi), int(z), target) for (pi, z), target in zip(picks, into)))
         return np.stack(xs), np.stack(ys)[..., None]
 
 

@@ -136,6 +136,9 @@ def describe_sampling(tcfg: dict) -> str:
             + (f"from step {hard['start']}, every {hard['every']} steps, {hard['fraction']:.0%} of the lesion-free "
                "slices drawn in proportion to the net's false-positive pixels on them (hard negatives); "
                if (hard := tcfg.get("hard_negatives")) else "")
+            + (f"{paste:.0%} of the lesion samples transplanted into a lesion-free slice where it lands on brain "
+                  "(training.paste); "
+               if (paste := tcfg.get("paste_fraction")) else "")
             + (f"{crop}x{crop} crops around a lesion pixel or inside the head" if crop else "whole slices"))
 
 
@@ -182,6 +185,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
     sampler = BalancedSampler(train, tcfg["batch_size"], config["context_slices"], seed + state["step"],
                               crop_size=crop, lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
                               window_jitter=jitter, all_orientations=tcfg.get("orientations", "all") == "all",
+                              paste_fraction=tcfg.get("paste_fraction", 0.0),
                               positive_fraction=positive_fraction(tcfg))
     model.optimizer.iterations.assign(state["step"])
     predict = compiled_predict(full)

@@ -1,0 +1,45 @@
+"""Bleed transplant: a training patient's bleed added onto a lesion-free slice (of any training head).
+
+With 48 training patients the U-Net fits their bleeds far better than it finds those of unseen
+patients (``training.fitcheck``): it learns these bleeds in these heads. A transplant shows the
+same bleed against other anatomy. Only the bleed's excess over its surroundings is added, slice by
+slice in all context channels, so the target keeps its own texture and the lesion its 3D extent.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+RING_PX = (1, 5)            # the bleed's surroundings: 1-5 pixels outside its mask (model grid)
+BRAIN_RANGE = (0.3, 0.9)    # unit values of brain at the L40/W120 export (~-4 to 88 HU)
+MIN_BRAIN_SHARE = 0.8       # of the pasted pixels that must land on brain-like values
+
+
+def excess(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(H, W) float32: how much brighter than its surroundings (median of a ring around it) each
+    pixel of the bleed ``mask`` (soft, (H, W)) is, times the mask; zero outside and where darker."""
+    inside = mask >= 0.5
+    if not inside.any():
+        return np.zeros(image.shape, np.float32)
+    ring = ndimage.binary_dilation(inside, iterations=RING_PX[1]) & ~ndimage.binary_dilation(inside, iterations=RING_PX[0])
+    background = float(np.median(image[ring])) if ring.any() else float(np.median(image[inside]))
+    return (np.clip(image - background, 0.0, None) * mask).astype(np.float32)
+
+
+def transplant(target: np.ndarray, source: np.ndarray, source_masks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Add a bleed onto a lesion-free sample.
+
+    target: (C, H, W) lesion-free input channels in [0, 1] (centre channel C // 2); source: (C, H, W)
+    the bleed's slice and neighbours, source_masks: (C, H, W) their masks. Returns (image (C, H, W),
+    mask (H, W) of the centre channel), or None when the bleed would land mostly outside the brain
+    (air, bone, or CSF), where it is no bleed at all.
+    """
+    centre = target.shape[0] // 2
+    spot = source_masks[centre] >= 0.5
+    if not spot.any():
+        return None
+    values = target[centre][spot]
+    if np.mean((values >= BRAIN_RANGE[0]) & (values <= BRAIN_RANGE[1])) < MIN_BRAIN_SHARE:
+        return None
+    added = np.stack([excess(s, m) for s, m in zip(source, source_masks)])
+    return np.clip(target + added, 0.0, 1.0).astype(np.float32), source_masks[centre].astype(np.float32)
