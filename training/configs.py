@@ -55,7 +55,8 @@ TRAINING = {
     # "orientations": "as_exported" (no flips / 90-degree rotations; a diagnostic, uploads come in any orientation):
     # folds 0+3 with --crossfit size 0.273 with 1 FP of 12 against 0.247 / 4; training patients' raw Dice 0.449 against
     # 0.315, test 0.274 against 0.256 (reports/experiments/unet_orientation_diagnostic.json): not used.
-    # pos_weight 3 instead of 10: see reports/experiments/unet_pos_weight_3_screen.json.
+    # pos_weight 3 instead of 10: folds 0+3 with --crossfit size 0.221 with 1 FP of 12 against 0.247 / 4
+    # (reports/experiments/unet_pos_weight_3_screen.json): not used.
     # fold_validation_fraction 0: each CV fold trains on all its training patients for the fixed
     # step count, as the shipped model does on all 60, and its threshold / minimum size is chosen
     # cross-fitted (training.crossfit) instead of on a ~12-patient validation split.
