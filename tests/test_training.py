@@ -83,6 +83,14 @@ def test_without_orientations_augmentation_keeps_the_exported_orientation_and_ra
     assert a.random() == b.random()                   # same draws consumed
 
 
+def test_an_unknown_orientations_setting_is_refused():
+    from training.train import all_orientations
+
+    assert all_orientations({}) and not all_orientations({"orientations": "as_exported"})
+    with pytest.raises(SystemExit, match="orientations"):
+        all_orientations({"orientations": "none"})
+
+
 def test_sampler_balances_lesion_slices_and_shapes(synthetic_patients):
     sampler = BalancedSampler(synthetic_patients, 8, context=1, seed=0, augment_data=False)
     x, y = sampler.batch()

@@ -106,6 +106,14 @@ def positive_fraction(tcfg: dict) -> float:
     return float(tcfg.get("positive_fraction", POSITIVE_FRACTION))
 
 
+def all_orientations(tcfg: dict) -> bool:
+    """``"orientations"`` of a training config: "all" (the 8 flips / rotations, default) or "as_exported"."""
+    value = tcfg.get("orientations", "all")
+    if value not in ("all", "as_exported"):
+        raise SystemExit(f"training config: orientations must be 'all' or 'as_exported', not {value!r}")
+    return value == "all"
+
+
 def describe_augmentation(jitter: dict | None, all_orientations: bool = True) -> str:
     """The augmentation, in words, given the sampler's ``window_jitter`` (None: off) and orientations."""
     window = (f"{jitter['p']:.0%} of the samples re-exported with a window of level "
@@ -184,7 +192,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
     jitter = window_jitter(tcfg, config)
     sampler = BalancedSampler(train, tcfg["batch_size"], config["context_slices"], seed + state["step"],
                               crop_size=crop, lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
-                              window_jitter=jitter, all_orientations=tcfg.get("orientations", "all") == "all",
+                              window_jitter=jitter, all_orientations=all_orientations(tcfg),
                               paste_fraction=tcfg.get("paste_fraction", 0.0),
                               positive_fraction=positive_fraction(tcfg))
     model.optimizer.iterations.assign(state["step"])
