@@ -59,6 +59,8 @@ TRAINING = {
     # (reports/experiments/unet_pos_weight_3_screen.json): not used.
     # "paste_fraction" 1.0 (bleeds transplanted into lesion-free slices, training/paste.py): folds 0+3 with --crossfit
     # size 0.180 with 0 FP of 12 against 0.247 / 4 (reports/experiments/unet_bleed_transplant_screen.json): not used.
+    # context_slices 2 / in_channels 5 (in BASE above): folds 0+3 with --crossfit size 0.192 with 0 FP of 12 against
+    # 0.247 / 4 (reports/experiments/unet_context_2_screen.json): not used.
     # fold_validation_fraction 0: each CV fold trains on all its training patients for the fixed
     # step count, as the shipped model does on all 60, and its threshold / minimum size is chosen
     # cross-fitted (training.crossfit) instead of on a ~12-patient validation split.
