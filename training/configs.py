@@ -61,6 +61,9 @@ TRAINING = {
     # size 0.180 with 0 FP of 12 against 0.247 / 4 (reports/experiments/unet_bleed_transplant_screen.json): not used.
     # context_slices 2 / in_channels 5 (in BASE above): folds 0+3 with --crossfit size 0.192 with 0 FP of 12 against
     # 0.247 / 4 (reports/experiments/unet_context_2_screen.json): not used.
+    # input_size [320, 320] (in BASE above; 2.3x the training time): folds 0+3 with --crossfit size 0.226 with 5 FP of 12
+    # against 0.247 / 4 (reports/experiments/unet_input_320_screen.json): not used. The same 224 recipe with another training
+    # seed scored 0.209 / 1 there (reports/experiments/unet_screen_seed_noise.json): the screen's noise is ~0.04.
     # fold_validation_fraction 0: each CV fold trains on all its training patients for the fixed
     # step count, as the shipped model does on all 60, and its threshold / minimum size is chosen
     # cross-fitted (training.crossfit) instead of on a ~12-patient validation split.
