@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from model.postprocess import label_components, largest_cross_sections
 from .configs import model_config
 from .data import dataset_folds, load_dataset
 from .device import set_threads
-from .oof import ensemble_oof_probabilities
+from .oof import ensemble_oof_probabilities, grid_voxels_covering
 from .validate import grid_scale_for, selection_score
 
 FEATURES = ("log10_voxels", "log10_largest_cross_section_pixels", "slices", "compactness",
@@ -64,7 +63,7 @@ def component_features(labels: np.ndarray, count: int, prob: np.ndarray, image: 
 def candidates(prob: np.ndarray, image: np.ndarray, truth: np.ndarray, threshold: float, scale: float) -> dict:
     """Components of ``prob >= threshold`` with at least MIN_CANDIDATE_VOXELS original voxels:
     {"features": (n, F), "voxels": (n,) grid voxels, "overlap": (n,) grid voxels in ``truth``}."""
-    components = label_components(prob >= threshold, int(math.ceil(MIN_CANDIDATE_VOXELS / scale - 1e-9)))
+    components = label_components(prob >= threshold, grid_voxels_covering(MIN_CANDIDATE_VOXELS, scale))
     if components is None or components.count == 0:
         return {"features": np.zeros((0, len(FEATURES))), "voxels": np.zeros(0, int), "overlap": np.zeros(0, int)}
     labels, n, box = components.labels, components.count, components.box

@@ -54,13 +54,19 @@ def flip_averaged(predict):
     return averaged
 
 
+def grid_voxels_covering(original_voxels: float, scale: float) -> int:
+    """Fewest model-grid voxels (``scale`` original-grid voxels each) holding ``original_voxels``,
+    rounded up with a float tolerance, as the pipeline counts a limit on the original grid."""
+    return int(math.ceil(original_voxels / scale - 1e-9))
+
+
 def grid_limits(min_voxels: float, core: float | None, min_area: float, scale: float) -> tuple[int, int]:
     """A grid point's limits in model-grid voxels (``scale`` original-grid voxels each):
     (size or core-voxel limit, cross-section limit). The size rule rounds as training's own
     choice does (``training.validate``); the core and area limits round up, as the pipeline
     would count them on the original grid."""
-    size = int(round(min_voxels / scale)) if core is None else int(math.ceil(min_voxels / scale - 1e-9))
-    return size, int(math.ceil(min_area / scale - 1e-9))
+    size = int(round(min_voxels / scale)) if core is None else grid_voxels_covering(min_voxels, scale)
+    return size, grid_voxels_covering(min_area, scale)
 
 
 def component_mask(prob: np.ndarray, threshold: float, min_voxels: float, core: float | None,
