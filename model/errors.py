@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 class PipelineError(Exception):
-    """Base class. ``stage`` is one of: read, preprocess, predict, postprocess, measure, render."""
+    """Base class. ``stage`` is one of: read, orient, preprocess, predict, postprocess, measure, render."""
 
     status = 500
 

@@ -1,4 +1,4 @@
-"""The one inference pipeline: read -> preprocess -> predict -> postprocess -> measure (-> render).
+"""The one inference pipeline: read -> orient -> preprocess -> predict -> postprocess -> measure (-> render).
 
 The web service, the CLI and the evaluation all call :class:`Segmenter`. Arrays are (Z, Y, X)
 on the input's own grid; spacing in mm. Every error names the stage that raised it.
@@ -17,6 +17,8 @@ import numpy as np
 from . import config as cfg
 from .errors import InputError, PipelineError
 from .measure import measure, pixel_area_mm2, voxel_volume_mm3
+from .orientation import (LOW_CONFIDENCE, RADIOLOGICAL_TO_ANTERIOR_RIGHT, OrientationEstimator, load_estimator,
+                          model_frame, quarter_turns)
 from .postprocess import binarize, clean_and_label, core_mask, has_core_rule, single_slice_settings
 from .preprocess import Window, model_input, resize_back, to_unit_range
 from .readers import input_stem, read_sources
@@ -142,15 +144,49 @@ def infer_mask(predictor: Predictor, image: CTImage, timings: dict) -> tuple[np.
     return binary, core
 
 
+#: Where the front of the head is in an upload that needs ``turns`` quarter turns to "anterior_right".
+ANTERIOR_SIDE = {0: "right", 1: "bottom", 2: "left", 3: "top"}
+#: The intensity window the orientation estimator's thumbnails are made with (that of the ct-ich PNGs).
+ESTIMATOR_WINDOW = Window(40.0, 120.0)
+
+
+def orientation_turns(config: dict, image: CTImage,
+                      estimator: Optional[OrientationEstimator]) -> tuple[int, list[str]]:
+    """Quarter turns (counter-clockwise) that bring ``image`` into the model's frame, and warnings.
+
+    From the file's geometry when it states the radiological view, else estimated from the pixels.
+    """
+    if model_frame(config) == "any":
+        return 0, []
+    if image.radiological_view:
+        return RADIOLOGICAL_TO_ANTERIOR_RIGHT, []
+    if estimator is None:
+        raise PipelineError(f"model '{config['name']}' needs the orientation estimator "
+                            "(orientation.json beside its weights); train it with `python -m training.orientation`",
+                            stage="orient", status=503)
+    planes = (to_unit_range(plane[None], image.intensity, ESTIMATOR_WINDOW)[0] for plane in image.array)
+    found = estimator.estimate(planes)
+    if found is None:
+        return 0, ["no head outline found to estimate the slice orientation; slices used as uploaded"]
+    notes = [f"slice orientation estimated from the pixels (front of the head at the {ANTERIOR_SIDE[found.turns]}, "
+             f"confidence {found.confidence:.2f}, {found.slices} slices); the mask is on the upload's grid"]
+    if found.confidence < LOW_CONFIDENCE:
+        notes.append("the slice orientation is uncertain: check that the overlay follows the bleed")
+    return found.turns, notes
+
+
 class Segmenter:
     """Loads every model that has trained weights once; segments uploads and arrays."""
 
     def __init__(self, weights_dir: str | Path = cfg.DEFAULT_WEIGHTS_DIR, limits: Limits = Limits(),
                  default_model: Optional[str] = None,
-                 predictors: Optional[Mapping[str, Predictor]] = None):
-        """predictors: ready-made {name: Predictor} instead of loading ``weights_dir`` (tests)."""
+                 predictors: Optional[Mapping[str, Predictor]] = None,
+                 estimator: Optional[OrientationEstimator] = None):
+        """predictors: ready-made {name: Predictor} instead of loading ``weights_dir`` (tests);
+        estimator: the orientation estimator (default: ``weights_dir``/orientation.json if present)."""
         self.weights_dir = Path(weights_dir)
         self.limits = limits
+        self.estimator = estimator if estimator is not None else load_estimator(self.weights_dir)
         if predictors is None:
             predictors = {name: self._load(name) for name in cfg.available_models(self.weights_dir)}
         self._predictors = dict(predictors)
@@ -207,7 +243,13 @@ class Segmenter:
              started: float) -> SegmentationResult:
         check_image(image)
         image, warnings = apply_spacing(image, spacing)
-        binary, core = infer_mask(predictor, image, timings)
+        with stage("orient", timings):
+            turns, notes = orientation_turns(predictor.config, image, self.estimator)
+            warnings += notes
+        binary, core = infer_mask(predictor, replace(image, array=quarter_turns(image.array, turns)), timings)
+        if turns:
+            binary = np.ascontiguousarray(quarter_turns(binary, -turns))
+            core = None if core is None else np.ascontiguousarray(quarter_turns(core, -turns))
         with stage("postprocess", timings):
             settings = predictor.config["postprocess"]
             if binary.shape[0] == 1:

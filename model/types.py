@@ -39,6 +39,9 @@ class CTImage:
     kind: "png", "jpg", "nifti", "dicom".
     is_volume: True for NIfTI and DICOM series (3D output, .mask.nii.gz).
     source_shape: shape of the original data as stored in the file (before reorientation).
+    radiological_view: True when the file's geometry shows the slices are in the radiological
+        view (rows anterior -> posterior, columns patient right -> left); False when unknown
+        (PNG/JPG, DICOM without ImageOrientationPatient, NIfTI without an orientation).
     warnings: everything the reader had to assume.
     """
 
@@ -52,6 +55,7 @@ class CTImage:
     affine: Optional[np.ndarray] = None
     to_file_layout: Optional[Callable[[np.ndarray], np.ndarray]] = None
     source_shape: tuple = ()
+    radiological_view: bool = False
     warnings: list[str] = field(default_factory=list)
 
     @property

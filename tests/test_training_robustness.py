@@ -8,7 +8,7 @@ import pytest
 
 from model.preprocess import Window
 from tests.conftest import write_fold
-from training.robustness import CONDITIONS, Gamma, Jpeg, Reexport, Unchanged, main
+from training.robustness import CONDITIONS, Gamma, Jpeg, Reexport, Unchanged, Viewed, main
 
 PNG = Window(40.0, 120.0)   # how the ct-ich PNGs were exported
 
@@ -52,6 +52,16 @@ def test_jpeg_and_gamma_change_the_grey_values_but_not_the_shape():
     assert gamma[grey == 0].max() == 0 and gamma[grey == 255].min() == 255
     assert float(gamma[:, 8:20, 8:20].mean()) > 200.0                      # mid-greys brighten
     assert np.array_equal(Unchanged()(grey), grey)
+
+
+def test_views_turn_the_face_up_and_undo_maps_masks_back():
+    grey = np.zeros((2, 6, 8), np.float32)
+    grey[:, 3, 7] = 255.0                       # the face: right edge of a ct-ich PNG
+    shown = Viewed()(grey)
+    assert shown.shape == (2, 8, 6) and shown[0, 0, 3] == 255.0   # top in the radiological view
+    assert Viewed(mirror=True)(grey)[0, 0, 2] == 255.0            # same row, left and right swapped
+    for view in (Viewed(), Viewed(mirror=True)):
+        assert np.array_equal(view.undo(view(grey)), grey)
 
 
 def test_every_condition_is_named_once():

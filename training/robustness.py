@@ -5,7 +5,7 @@
 Uploads of PNG/JPG slices come from other viewers and exports: another brain window, JPEG
 compression, another display gamma. The ct-ich PNGs are brain-window exports (level 40, width 120
 HU: grey 0 is -20 HU, grey 255 is 100 HU). Each condition below maps those grey values to what the
-other export would hold; the held-out patients of each trained fold then go through the same
+other export would hold (or, for the views, how a viewer shows them); the held-out patients of each trained fold then go through the same
 pipeline as in ``training.evaluate`` (``model.pipeline.Segmenter``) and are scored the same way.
 
 Only windows inside [-20, 100] HU can be simulated exactly (the PNGs are clipped there); the standard
@@ -101,8 +101,29 @@ class Unchanged:
         return np.asarray(grey, np.float32)
 
 
+@dataclass(frozen=True)
+class Viewed:
+    """The slices as a viewer shows them: the radiological view (anterior up, patient left on the
+    right) is one counter-clockwise quarter turn of a ct-ich PNG; ``mirror`` flips left and right
+    (the neurological convention). ``undo`` maps a mask on the shown grid back to the PNG grid."""
+
+    mirror: bool = False
+
+    @property
+    def name(self) -> str:
+        return "neurological view (mirrored)" if self.mirror else "radiological view (anterior up)"
+
+    def __call__(self, grey: np.ndarray) -> np.ndarray:
+        shown = np.rot90(np.asarray(grey, np.float32), 1, axes=(1, 2))
+        return np.ascontiguousarray(shown[:, :, ::-1] if self.mirror else shown)
+
+    def undo(self, mask: np.ndarray) -> np.ndarray:
+        mask = mask[:, :, ::-1] if self.mirror else mask
+        return np.ascontiguousarray(np.rot90(mask, -1, axes=(1, 2)))
+
+
 CONDITIONS = (Unchanged(), Reexport(40, 80), Reexport(40, 100), Reexport(50, 100), Jpeg(75), Jpeg(40),
-              Gamma(0.8), Gamma(1.25))
+              Gamma(0.8), Gamma(1.25), Viewed(), Viewed(mirror=True))
 
 
 def score_conditions(name: str, data: Path, runs: Path, folds: list[list[str]], only: list[int],
@@ -127,6 +148,7 @@ def score_conditions(name: str, data: Path, runs: Path, folds: list[list[str]], 
             images, truth = load_patient_png(data, index[pid])
             for condition in conditions:
                 mask = seg.segment_image(png_stack(condition(images)), model=name, name=pid).mask
+                mask = condition.undo(mask) if hasattr(condition, "undo") else mask
                 scores[condition.name][pid] = {"fold": i, **score_patient(mask, truth, [])}
             print(f"fold {i} patient {pid}: " + ", ".join(
                 f"{c.name} {scores[c.name][pid]['dice']:.2f}" for c in conditions), flush=True)

@@ -247,6 +247,8 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
         "sampling": describe_sampling(tcfg),
         "augmentation": describe_augmentation(jitter, sampler.all_orientations),
     }
+    # A model that never saw another orientation needs uploads turned into the PNGs' frame (model/orientation.py).
+    config["orientation"] = "any" if sampler.all_orientations else "anterior_right"
     if state["best"]:
         config["threshold"] = state["best"]["threshold"]
         config["postprocess"]["min_lesion_pixels"] = state["best"]["min_lesion_pixels"]

@@ -61,6 +61,12 @@ def _orientation(planes: list[Plane]) -> np.ndarray | None:
     return first
 
 
+def radiological_view(iop) -> bool:
+    """Whether ImageOrientationPatient (LPS) puts rows toward patient left and columns toward
+    posterior: the radiological view of an axial slice (gantry tilts up to ~45 degrees allowed)."""
+    return iop is not None and float(iop[0]) > 0.9 and float(iop[4]) > 0.7
+
+
 def _order(planes: list[Plane], iop, general: list[str]) -> tuple[list[Plane], np.ndarray | None]:
     """Sort slices; -> (planes, positions along the normal in mm, or None)."""
     if iop is not None and all(p.ipp is not None for p in planes):
@@ -162,7 +168,8 @@ def _single(plane: Plane, general: list[str]) -> CTImage:
     return CTImage(array=array, intensity="hu", kind="dicom", is_volume=False,
                    pixel_spacing_mm=spacing, slice_thickness_mm=plane.slice_thickness_mm,
                    spacing_source="DICOM PixelSpacing" if spacing else "unknown",
-                   source_shape=plane.pixels.shape, warnings=general)
+                   source_shape=plane.pixels.shape, radiological_view=radiological_view(plane.iop),
+                   warnings=general)
 
 
 def _volume(planes: list[Plane], general: list[str]) -> CTImage:
@@ -183,7 +190,7 @@ def _volume(planes: list[Plane], general: list[str]) -> CTImage:
                    spacing_source=("DICOM " + " + ".join(sources)) if sources else "unknown",
                    affine=affine, to_file_layout=file_layout_xyz,
                    source_shape=(array.shape[2], array.shape[1], array.shape[0]),
-                   warnings=general)
+                   radiological_view=radiological_view(iop), warnings=general)
 
 
 def _parse_all(sources: list[tuple[str, bytes]], general: list[str]) -> list[tuple[str, object]]:

@@ -138,21 +138,23 @@ def gunzip_nifti(name: str, data: bytes, limits: Limits) -> bytearray:
     return raw
 
 
-def _orientation(name: str, affine: np.ndarray, header, notes: list[str]) -> np.ndarray:
-    """io_orientation of the affine (one row per stored axis), identity when unusable."""
-    if int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+def _orientation(name: str, affine: np.ndarray, header, notes: list[str]) -> tuple[np.ndarray, bool]:
+    """io_orientation of the affine (one row per stored axis), identity when unusable, and
+    whether the header states an orientation at all."""
+    stated = not (int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0)
+    if not stated:
         notes.append(f"{name}: the NIfTI header has no orientation (qform/sform codes 0); "
                      "assumed the default (Analyze) orientation")
     ornt = io_orientation(affine) if np.all(np.isfinite(affine)) else np.full((3, 2), np.nan)
     if np.any(np.isnan(ornt)):
         notes.append(f"{name}: the NIfTI affine is degenerate; assumed the array is stored "
                      "in RAS order")
-        return axcodes2ornt(("R", "A", "S"))
+        return axcodes2ornt(("R", "A", "S")), False
     angles = np.degrees(nib.affines.obliquity(affine))
     if np.nanmax(np.abs(angles)) > _OBLIQUE_DEGREES:
         notes.append(f"{name}: the volume is oblique (up to {np.nanmax(np.abs(angles)):.0f}° "
                      "from the scanner axes); shown along the nearest axes")
-    return ornt
+    return ornt, stated
 
 
 def _spacing_zyx(name: str, header, transform: np.ndarray, notes: list[str]):
@@ -256,7 +258,7 @@ def read_nifti(name: str, data: bytes, limits: Limits) -> CTImage:
     stored = _stored_voxels(name, raw, image_header).reshape(shape[:3])
     notes: list[str] = []
     affine = np.asarray(image_header.get_best_affine(), dtype=np.float64)
-    start = _orientation(name, affine, image_header, notes)
+    start, oriented = _orientation(name, affine, image_header, notes)
     target = axcodes2ornt(DISPLAY_AXCODES)
     forward, backward = ornt_transform(start, target), ornt_transform(target, start)
     display, maybe_bad = _float32_hu(apply_orientation(stored, forward), image_header)
@@ -286,4 +288,4 @@ def read_nifti(name: str, data: bytes, limits: Limits) -> CTImage:
         slice_thickness_mm=None if spacing is None else spacing[0],
         spacing_source="NIfTI header" if spacing is not None else "unknown",
         affine=affine.copy(), to_file_layout=to_file_layout, source_shape=shape,
-        warnings=notes)
+        radiological_view=oriented, warnings=notes)
