@@ -71,3 +71,19 @@ def test_cv_evaluation_reports_each_bleeds_contrast_and_the_breakdown(tmp_path, 
     bins = summarize_cv(result["per_patient"])["dice_by_lesion_contrast"]
     assert [b["n"] for b in bins] == [0, 0, 1]
     assert bins[2]["mean_dice"] == pytest.approx(bleed["dice"])
+
+
+def test_cv_evaluation_in_the_radiological_view_scores_masks_on_the_pngs_grid(tmp_path, tiny_png_dataset, monkeypatch):
+    """The test stacks are shown turned (anterior up) and the masks turned back before scoring."""
+    import model.pipeline
+    from tests.conftest import CentreChannelPredictor
+    from training.evaluate import evaluate_folds
+
+    fake = CentreChannelPredictor(size=32)
+    write_fold(tmp_path, 0, {**fake.config, "training": {"steps": 1}})
+    real = model.pipeline.Segmenter
+    monkeypatch.setattr(model.pipeline, "Segmenter",
+                        lambda weights_dir: real(predictors={"unet": fake}))
+    for view in ("exported", "radiological"):
+        bleed = evaluate_folds("unet", tiny_png_dataset, [["001", "002"]], tmp_path, view)["per_patient"]["001"]
+        assert bleed["dice"] == 1.0 and bleed["slice_area"] == [0, 64, 64, 0], view

@@ -99,8 +99,13 @@ def png_stack(grey: np.ndarray):
     return CTImage(array=np.asarray(grey, np.float32), intensity="display", kind="png", is_volume=True)
 
 
-def evaluate_folds(name: str, data: Path, folds: list[list[str]], runs: Path) -> dict:
+def evaluate_folds(name: str, data: Path, folds: list[list[str]], runs: Path, view: str = "exported") -> dict:
+    """Each fold's test patients through the pipeline, shown as ``view`` (see ``VIEWS``)."""
     from model.pipeline import Segmenter
+
+    from .robustness import Unchanged, Viewed
+
+    shown = {"exported": Unchanged(), "radiological": Viewed()}[view]
 
     index = read_index(data)
     per_patient, chosen = {}, []
@@ -117,10 +122,11 @@ def evaluate_folds(name: str, data: Path, folds: list[list[str]], runs: Path) ->
                        "best_step": cfg.get("metrics", {}).get("validation", {}).get("step")})
         for pid in test:
             images, truth = load_patient_png(data, index[pid])
-            result = seg.segment_image(png_stack(images), model=name, name=pid)
-            areas = [int(a) for a in result.mask.reshape(len(result.mask), -1).sum(axis=1)]
+            mask = seg.segment_image(png_stack(shown(images)), model=name, name=pid).mask
+            mask = shown.undo(mask) if hasattr(shown, "undo") else mask
+            areas = [int(a) for a in mask.reshape(len(mask), -1).sum(axis=1)]
             contrast = lesion_contrast_hu(images, truth, *PNG_WINDOW_HU)
-            per_patient[pid] = {"fold": i, **score_patient(result.mask, truth, areas, contrast)}
+            per_patient[pid] = {"fold": i, **score_patient(mask, truth, areas, contrast)}
             print(f"fold {i} patient {pid}: dice {per_patient[pid]['dice']:.3f} "
                   f"pred {per_patient[pid]['pred_voxels']} true {per_patient[pid]['true_voxels']}", flush=True)
     return {"per_patient": per_patient, "fold_choices": chosen}
@@ -185,6 +191,9 @@ def main(argv=None) -> None:
     ap.add_argument("--crossfit-rules", default="size",
                     help="for folds trained without validation: the postprocessing rules to choose from, "
                          "size, core and/or area (comma-separated; see training/crossfit.py)")
+    ap.add_argument("--view", default="exported", choices=["exported", "radiological"],
+                    help="show the test patients' slices as exported (the PNGs' frame) or in the radiological "
+                         "view (anterior up, as viewers export them); the pipeline finds the orientation itself")
     ap.add_argument("--only-folds", default=None,
                     help="comma-separated fold numbers to train (lets folds train in parallel processes)")
     args = ap.parse_args(argv)
@@ -197,10 +206,10 @@ def main(argv=None) -> None:
     if args.train_only:
         return
     chosen = choose_postprocessing(name, args, folds)
-    result = evaluate_folds(name, args.data, folds, args.runs)
-    report = {"model": name, "folds": folds, "summary": summarize_cv(result["per_patient"]),
+    result = evaluate_folds(name, args.data, folds, args.runs, args.view)
+    report = {"model": name, "folds": folds, "view": args.view, "summary": summarize_cv(result["per_patient"]),
               "chosen": chosen or median_choice(result["fold_choices"]), **result,
-              "command": f"python -m training.evaluate --model {args.model} --folds {args.folds}"}
+              "command": f"python -m training.evaluate --model {args.model} --folds {args.folds} --view {args.view}"}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}_cv.json").write_text(json.dumps(report, indent=1))
     from .figures import write_figures
