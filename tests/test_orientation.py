@@ -169,3 +169,16 @@ def test_shipped_estimator_on_real_slices_in_every_quarter_turn():
         unit = images[::3].astype(np.float32) / 255.0
         for turns in range(4):
             assert estimator.estimate(quarter_turns(unit, -turns)).turns == turns, (pid, turns)
+
+
+def test_model_card_states_the_frame_and_the_estimators_measured_accuracy(tmp_path):
+    from training.report import estimator_lines, orientation_text
+
+    assert "all 8 flips" in orientation_text({}) and "all 8 flips" in orientation_text({"orientation": "any"})
+    assert "turns every upload" in orientation_text({"orientation": "anterior_right"})
+    assert estimator_lines(tmp_path) == ""                                  # nothing shipped: nothing claimed
+    OrientationEstimator(weights=np.zeros(2048)).save(tmp_path)
+    assert estimator_lines(tmp_path) == ""                                  # not measured: nothing claimed
+    cv = {"volumes_right": 479, "volumes": 480, "single_slice_accuracy": 0.8532}
+    OrientationEstimator(weights=np.zeros(2048), metrics={"cross_validation": cv, "folds": 5}).save(tmp_path)
+    assert "479 of 480 stacks" in estimator_lines(tmp_path) and "85.3%" in estimator_lines(tmp_path)

@@ -167,7 +167,33 @@ def model_section(weights: Path, name: str) -> str:
             f"{_fmt((t.get('duration_s') or 0) / 60, 1)} min on a 2-core CPU "
             f"({t.get('cpu_threads') or 'all'} TensorFlow thread(s)), seed {t.get('seed')}.\n"
             f"- Sampling: {t.get('sampling')}.\n"
-            f"- Augmentation: {t.get('augmentation')}.\n")
+            f"- Augmentation: {t.get('augmentation')}.\n"
+            f"- Orientation: {orientation_text(c)}\n")
+
+
+def orientation_text(config: dict) -> str:
+    if config.get("orientation", "any") == "any":
+        return "trained on all 8 flips / quarter turns; uploads are used as they are."
+    return ("trained only in the ct-ich PNGs' own frame (face toward the right edge); the pipeline turns every "
+            "upload into it and the mask back: from the file's geometry (NIfTI with an orientation, axial DICOM) "
+            "or, for PNG/JPG and DICOM without orientation tags, by the orientation estimator (below).")
+
+
+def estimator_lines(weights: Path) -> str:
+    """Model-card line on the shipped orientation estimator's measured accuracy, if one is shipped."""
+    path = weights / "orientation.json"
+    if not path.exists():
+        return ""
+    metrics = json.loads(path.read_text()).get("metrics") or {}
+    cv = metrics.get("cross_validation")
+    if not cv:
+        return ""
+    return (f"\n- Orientation estimator (PNG/JPG, DICOM without orientation tags), patient-level "
+            f"{metrics.get('folds')}-fold CV on ct-ich with every held-out patient shown "
+            f"in all 8 orientations (`python -m training.orientation`): {cv['volumes_right']} of {cv['volumes']} "
+            f"stacks turned right; single slices {cv['single_slice_accuracy']:.1%} (a single-slice upload can be "
+            "turned wrong: the result warns when the estimate is uncertain). A left-right mirrored upload is not "
+            "detected.")
 
 
 CARD = """# Model card: ICH segmentation models
@@ -225,7 +251,7 @@ Threshold and minimum lesion size: {shipped_choice}. Serving uses an ONNX export
 - A single slice (2D upload) uses the area of the central 5 mm slice of the smallest lesion kept (a sphere
   of the minimum volume: ~40% of a 3,200-voxel minimum); the minimum lesion sizes ({min_sizes}), chosen by
   cross-validation to suppress false positives, hide small bleeds.
-- Volumes need real spacing: with PNG/JPG and no user spacing, `volume_ml` is null.
+- Volumes need real spacing: with PNG/JPG and no user spacing, `volume_ml` is null.{estimator}
 """
 
 
@@ -271,7 +297,7 @@ def main(argv=None) -> None:
     (args.weights / "MODEL_CARD.md").write_text(
         CARD.format(table=table, models=models, per_patient=per_patient_lines(args.reports),
                     weak=accuracy_caveat(args.reports), min_sizes=min_sizes(args.weights),
-                    robustness=robustness_lines(args.reports),
+                    robustness=robustness_lines(args.reports), estimator=estimator_lines(args.weights),
                     protocols=protocol_lines(args.reports), shipped_choice=shipped_choice(args.reports)))
     print(table)
 
