@@ -57,6 +57,8 @@ TRAINING = {
     # 0.315, test 0.274 against 0.256 (reports/experiments/unet_orientation_diagnostic.json): not used.
     # A second training (seed + 100): 0.267 with 4 FP of 12, mean of the two 0.270 against the full recipe's 0.226 +- 0.019
     # over three trainings (reports/experiments/unet_orientation_diagnostic_seed_100.json): worth canonicalising orientation.
+    # With the pipeline's orient stage (model/orientation.py), all 5 folds, uploads in the radiological view: 0.190 with
+    # 4 of 31 FP against 0.246 / 2 (reports/experiments/unet_orientation_canonical.json): not used.
     # pos_weight 3 instead of 10: folds 0+3 with --crossfit size 0.221 with 1 FP of 12 against 0.247 / 4
     # (reports/experiments/unet_pos_weight_3_screen.json): not used.
     # "paste_fraction" 1.0 (bleeds transplanted into lesion-free slices, training/paste.py): folds 0+3 with --crossfit
