@@ -109,6 +109,18 @@ def test_one_training_step_writes_weights_and_config(tmp_path, monkeypatch, tiny
     assert written["input_size"] == [32, 32] and written["training"]["steps"] == 2
     assert 0 < written["threshold"] < 1 and "validation" in written["metrics"]
     assert config["training"]["val_patients"] == ["p2"]
+    assert written["orientation"] == "any"          # 8 orientations learned: uploads used as they are
+
+
+def test_a_model_trained_in_the_exported_frame_says_so_for_the_pipeline(tmp_path, tiny_training, synthetic_patients,
+                                                                        monkeypatch):
+    from training.train import train_model
+
+    monkeypatch.setitem(tiny_training.TRAINING, "unet", {"steps": 1, "batch_size": 2, "learning_rate": 1e-3,
+                                                         "val_every": 1, "orientations": "as_exported"})
+    train_model("unet", synthetic_patients[:2], [], tmp_path / "w", tmp_path / "runs", steps=1)
+    written = json.loads((tmp_path / "w" / "unet.json").read_text())
+    assert written["orientation"] == "anterior_right" and "exported orientation only" in written["training"]["augmentation"]
 
 
 def test_dice_of_perfect_prediction_is_one_and_empty_on_lesion_is_zero():
