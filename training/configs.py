@@ -58,7 +58,8 @@ TRAINING = {
     # A second training (seed + 100): 0.267 with 4 FP of 12, mean of the two 0.270 against the full recipe's 0.226 +- 0.019
     # over three trainings (reports/experiments/unet_orientation_diagnostic_seed_100.json): worth canonicalising orientation.
     # With the pipeline's orient stage (model/orientation.py), all 5 folds, uploads in the radiological view: 0.190 with
-    # 4 of 31 FP against 0.246 / 2 (reports/experiments/unet_orientation_canonical.json): not used.
+    # 4 of 31 FP against 0.246 / 2 (reports/experiments/unet_orientation_canonical.json): not used. This recipe itself, CV'd again
+    # with seeds + 100: 0.210 / 4 (reports/experiments/unet_full_cv_seed_noise.json): the full CV's seed spread is ~0.04.
     # pos_weight 3 instead of 10: folds 0+3 with --crossfit size 0.221 with 1 FP of 12 against 0.247 / 4
     # (reports/experiments/unet_pos_weight_3_screen.json): not used.
     # "paste_fraction" 1.0 (bleeds transplanted into lesion-free slices, training/paste.py): folds 0+3 with --crossfit
