@@ -151,15 +151,24 @@ ESTIMATOR_WINDOW = Window(40.0, 120.0)
 
 
 def orientation_turns(config: dict, image: CTImage,
-                      estimator: Optional[OrientationEstimator]) -> tuple[int, list[str]]:
-    """Quarter turns (counter-clockwise) that bring ``image`` into the model's frame, and warnings.
+                      estimator: Optional[OrientationEstimator]) -> tuple[dict, list[str]]:
+    """How ``image`` is brought into the model's frame, and warnings.
 
-    From the file's geometry when it states the radiological view, else estimated from the pixels.
+    Returns {"model_frame", "quarter_turns" (counter-clockwise, applied before the network and undone
+    after), "source" ("not needed", "file geometry", "estimated" or "no head found"), "confidence"
+    (of an estimate, else None)}. From the file's geometry when it states the radiological view,
+    else estimated from the pixels.
     """
-    if model_frame(config) == "any":
-        return 0, []
+    frame = model_frame(config)
+
+    def info(turns: int, source: str, confidence: Optional[float] = None) -> dict:
+        return {"model_frame": frame, "quarter_turns": turns, "source": source,
+                "confidence": None if confidence is None else round(confidence, 4)}
+
+    if frame == "any":
+        return info(0, "not needed"), []
     if image.radiological_view:
-        return RADIOLOGICAL_TO_ANTERIOR_RIGHT, []
+        return info(RADIOLOGICAL_TO_ANTERIOR_RIGHT, "file geometry"), []
     if estimator is None:
         raise PipelineError(f"model '{config['name']}' needs the orientation estimator "
                             "(orientation.json beside its weights); train it with `python -m training.orientation`",
@@ -167,12 +176,12 @@ def orientation_turns(config: dict, image: CTImage,
     planes = (to_unit_range(plane[None], image.intensity, ESTIMATOR_WINDOW)[0] for plane in image.array)
     found = estimator.estimate(planes)
     if found is None:
-        return 0, ["no head outline found to estimate the slice orientation; slices used as uploaded"]
+        return info(0, "no head found"), ["no head outline found to estimate the slice orientation; slices used as uploaded"]
     notes = [f"slice orientation estimated from the pixels (front of the head at the {ANTERIOR_SIDE[found.turns]}, "
              f"confidence {found.confidence:.2f}, {found.slices} slices); the mask is on the upload's grid"]
     if found.confidence < LOW_CONFIDENCE:
         notes.append("the slice orientation is uncertain: check that the overlay follows the bleed")
-    return found.turns, notes
+    return info(found.turns, "estimated", found.confidence), notes
 
 
 class Segmenter:
@@ -244,8 +253,9 @@ class Segmenter:
         check_image(image)
         image, warnings = apply_spacing(image, spacing)
         with stage("orient", timings):
-            turns, notes = orientation_turns(predictor.config, image, self.estimator)
+            orientation, notes = orientation_turns(predictor.config, image, self.estimator)
             warnings += notes
+        turns = orientation["quarter_turns"]
         binary, core = infer_mask(predictor, replace(image, array=quarter_turns(image.array, turns)), timings)
         if turns:
             binary = np.ascontiguousarray(quarter_turns(binary, -turns))
@@ -263,6 +273,6 @@ class Segmenter:
             del components                     # the labels: freed before rendering
         timings["total"] = (time.perf_counter() - started) * 1000.0
         return SegmentationResult(name=name, image=image, mask=mask, config=predictor.config,
-                                  runtime=predictor.runtime, measurements=measurements,
+                                  runtime=predictor.runtime, measurements=measurements, orientation=orientation,
                                   warnings=[*image.warnings, *warnings, *measurements.warnings],
                                   timings_ms={k: round(v, 1) for k, v in timings.items()})

@@ -5,7 +5,7 @@ import functools
 import gzip
 import io
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -52,6 +52,7 @@ class SegmentationResult:
     measurements: Measurements
     warnings: list[str]
     timings_ms: dict
+    orientation: dict = field(default_factory=dict)   # see pipeline.orientation_turns
 
     @property
     def is_volume(self) -> bool:
@@ -83,6 +84,7 @@ class SegmentationResult:
             "shape": [int(v) for v in self.mask.shape],
             "is_volume": self.is_volume,
             "input_kind": self.image.kind,
+            "orientation": dict(self.orientation),
             "warnings": list(self.warnings) + self._listing_warning(),
             "timings_ms": dict(self.timings_ms),
         }

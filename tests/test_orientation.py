@@ -77,6 +77,8 @@ def test_radiological_upload_is_turned_and_the_mask_comes_back_on_its_grid():
     assert result.mask.shape == image.array.shape
     assert (result.mask.astype(bool) & mask).sum() / (result.mask.astype(bool) | mask).sum() > 0.8
     assert not any("orientation" in w for w in result.warnings)
+    assert result.report()["orientation"] == {"model_frame": "anterior_right", "quarter_turns": 3,
+                                              "source": "file geometry", "confidence": None}
 
     image, _ = blob_at(76, 24, radiological=True)      # bottom left -> top left in the model frame: unseen
     assert segmenter().segment_image(image).mask.sum() == 0
@@ -84,7 +86,10 @@ def test_radiological_upload_is_turned_and_the_mask_comes_back_on_its_grid():
 
 def test_a_model_trained_on_all_orientations_gets_the_upload_as_it_is():
     image, _ = blob_at(20, 24, radiological=True)
-    assert segmenter(frame="any").segment_image(image).mask.sum() == 0   # left half stays left
+    result = segmenter(frame="any").segment_image(image)
+    assert result.mask.sum() == 0                                          # left half stays left
+    assert result.report()["orientation"] == {"model_frame": "any", "quarter_turns": 0, "source": "not needed",
+                                              "confidence": None}
     image, mask = blob_at(20, 72, radiological=True)
     assert np.array_equal(segmenter(frame="any").segment_image(image).mask.astype(bool), mask)
 
@@ -94,6 +99,8 @@ def test_estimated_turn_is_applied_undone_and_reported():
     result = segmenter(estimator=FixedEstimator(1)).segment_image(image)
     assert (result.mask.astype(bool) & mask).sum() / mask.sum() > 0.8
     assert any("front of the head at the bottom" in w and "0.97" in w for w in result.warnings)
+    assert result.report()["orientation"] == {"model_frame": "anterior_right", "quarter_turns": 1,
+                                              "source": "estimated", "confidence": 0.97}
 
 
 def test_model_needing_an_estimator_without_one_fails_clearly(tmp_path):

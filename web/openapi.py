@@ -55,6 +55,12 @@ SCHEMAS = {
             "model": {"type": "object", "properties": {
                 "name": STR, "version": STR, "runtime": STR, "threshold": NUM}},
             "input_kind": {**STR, "description": "png, jpg, nifti or dicom"},
+            "orientation": {"type": "object", "description": "how the upload was turned into the model's frame",
+                            "properties": {
+                                "model_frame": {**STR, "description": "any (used as uploaded) or anterior_right"},
+                                "quarter_turns": {**INT, "description": "counter-clockwise, undone on the mask"},
+                                "source": {**STR, "description": "not needed, file geometry, estimated or no head found"},
+                                "confidence": {**NUM_OR_NULL, "description": "of an estimate"}}},
             "pixel_spacing_mm": {"type": ["array", "null"], "items": NUM,
                                  "description": "[row, col] in mm"},
             "abc2_axes_mm": {"type": ["object", "null"],
