@@ -92,6 +92,17 @@ def candidate_features(thumb: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
+def turn_log_probs(scores: np.ndarray) -> np.ndarray:
+    """(..., 4) raw scores of the quarter turns -> log-probabilities (softmax over the last axis)."""
+    return scores - np.logaddexp.reduce(scores, axis=-1, keepdims=True)
+
+
+def stack_probabilities(log_probs: np.ndarray) -> np.ndarray:
+    """(N, 4) slices' log-probabilities -> (4,) probabilities of each turn for the whole stack."""
+    total = log_probs.sum(axis=0)
+    return np.exp(turn_log_probs(total))
+
+
 @dataclass(frozen=True)
 class Estimate:
     """turns: quarter turns (counter-clockwise) that bring the upload into the model frame;
@@ -119,8 +130,7 @@ class OrientationEstimator:
         for plane in unit:
             thumb = head_thumbnail(plane, self.size, self.head_level, self.bone_level)
             if thumb is not None:
-                scores = candidate_features(thumb) @ self.weights
-                rows.append(scores - np.logaddexp.reduce(scores))
+                rows.append(turn_log_probs(candidate_features(thumb) @ self.weights))
         return np.array(rows, dtype=np.float64).reshape(-1, 4)
 
     def estimate(self, unit) -> Optional[Estimate]:
@@ -128,8 +138,7 @@ class OrientationEstimator:
         log_probs = self.slice_log_probs(unit)
         if len(log_probs) == 0:
             return None
-        total = log_probs.sum(axis=0)
-        probs = np.exp(total - np.logaddexp.reduce(total))
+        probs = stack_probabilities(log_probs)
         best = int(np.argmax(probs))
         return Estimate(turns=best, confidence=float(probs[best]), slices=len(log_probs))
 

@@ -25,6 +25,7 @@ from .data import (PNG_WINDOW_HU, dataset_folds, load_dataset, load_patient_png,
                    split_validation)
 from .metrics import (dice, dice_by_contrast, iou, lesion_contrast_hu, relative_volume_difference,
                       slice_detection, summarize)
+from .robustness import VIEWS, on_png_grid
 
 
 def trained_steps(config_path: Path) -> int:
@@ -100,12 +101,10 @@ def png_stack(grey: np.ndarray):
 
 
 def evaluate_folds(name: str, data: Path, folds: list[list[str]], runs: Path, view: str = "exported") -> dict:
-    """Each fold's test patients through the pipeline, shown as ``view`` (see ``VIEWS``)."""
+    """Each fold's test patients through the pipeline, shown as ``view`` (``training.robustness.VIEWS``)."""
     from model.pipeline import Segmenter
 
-    from .robustness import Unchanged, Viewed
-
-    shown = {"exported": Unchanged(), "radiological": Viewed()}[view]
+    shown = VIEWS[view]
 
     index = read_index(data)
     per_patient, chosen = {}, []
@@ -122,8 +121,7 @@ def evaluate_folds(name: str, data: Path, folds: list[list[str]], runs: Path, vi
                        "best_step": cfg.get("metrics", {}).get("validation", {}).get("step")})
         for pid in test:
             images, truth = load_patient_png(data, index[pid])
-            mask = seg.segment_image(png_stack(shown(images)), model=name, name=pid).mask
-            mask = shown.undo(mask) if hasattr(shown, "undo") else mask
+            mask = on_png_grid(shown, seg.segment_image(png_stack(shown(images)), model=name, name=pid).mask)
             areas = [int(a) for a in mask.reshape(len(mask), -1).sum(axis=1)]
             contrast = lesion_contrast_hu(images, truth, *PNG_WINDOW_HU)
             per_patient[pid] = {"fold": i, **score_patient(mask, truth, areas, contrast)}
@@ -191,7 +189,7 @@ def main(argv=None) -> None:
     ap.add_argument("--crossfit-rules", default="size",
                     help="for folds trained without validation: the postprocessing rules to choose from, "
                          "size, core and/or area (comma-separated; see training/crossfit.py)")
-    ap.add_argument("--view", default="exported", choices=["exported", "radiological"],
+    ap.add_argument("--view", default="exported", choices=sorted(VIEWS),
                     help="show the test patients' slices as exported (the PNGs' frame) or in the radiological "
                          "view (anterior up, as viewers export them); the pipeline finds the orientation itself")
     ap.add_argument("--only-folds", default=None,

@@ -12,6 +12,7 @@ gets the estimator fitted without its test patients, so CV scoring through the p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize
 
-from model.orientation import ESTIMATOR_FILE, OrientationEstimator, candidate_features, head_thumbnail
+from model.orientation import (ESTIMATOR_FILE, OrientationEstimator, candidate_features, head_thumbnail,
+                               stack_probabilities, turn_log_probs)
 
 from .data import dataset_folds, load_patient_png, read_index
 
@@ -66,10 +68,9 @@ def score_patient(estimator: OrientationEstimator, thumbs: np.ndarray) -> dict:
     for mirror in (False, True):
         for turns in range(4):
             shown = [np.rot90(t[::-1] if mirror else t, -turns, axes=(0, 1)) for t in thumbs]
-            scores = np.stack([candidate_features(t) @ estimator.weights for t in shown])
-            slices_right += int((scores.argmax(axis=1) == turns).sum())
-            total = (scores - np.logaddexp.reduce(scores, axis=1, keepdims=True)).sum(axis=0)
-            probs = np.exp(total - np.logaddexp.reduce(total))
+            log_probs = turn_log_probs(np.stack([candidate_features(t) @ estimator.weights for t in shown]))
+            slices_right += int((log_probs.argmax(axis=1) == turns).sum())
+            probs = stack_probabilities(log_probs)
             volumes_right += int(probs.argmax() == turns)
             lowest = min(lowest, float(probs[turns]))
     return {"slices": 8 * len(thumbs), "slices_right": slices_right, "volumes": 8,
@@ -115,10 +116,9 @@ def main(argv=None) -> None:
             for fold_dir in sorted((args.runs / "cv").glob(f"*/fold{i}")):
                 estimator.save(fold_dir)
                 print(f"fold {i}: {fold_dir / ESTIMATOR_FILE}")
-    final = fit(np.concatenate(list(thumbs.values())))
-    final = OrientationEstimator(**{**final.__dict__, "metrics": {
+    final = dataclasses.replace(fit(np.concatenate(list(thumbs.values()))), metrics={
         "cross_validation": summary, "folds": args.folds, "patients": len(thumbs),
-        "data": "ct-ich PNG slices, each held-out patient shown in 8 orientations"}})
+        "data": "ct-ich PNG slices, each held-out patient shown in 8 orientations"})
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"wrote {final.save(args.out)}")
     args.reports.mkdir(parents=True, exist_ok=True)

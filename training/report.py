@@ -181,10 +181,10 @@ def orientation_text(config: dict) -> str:
 
 def estimator_lines(weights: Path) -> str:
     """Model-card line on the shipped orientation estimator's measured accuracy, if one is shipped."""
-    path = weights / "orientation.json"
-    if not path.exists():
-        return ""
-    metrics = json.loads(path.read_text()).get("metrics") or {}
+    from model.orientation import load_estimator
+
+    estimator = load_estimator(weights)
+    metrics = (estimator.metrics or {}) if estimator is not None else {}
     cv = metrics.get("cross_validation")
     if not cv:
         return ""

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from model.orientation import quarter_turns
 from model.preprocess import Window
 
 from .data import PNG_WINDOW_HU, dataset_folds, load_patient_png, read_index
@@ -114,16 +115,22 @@ class Viewed:
         return "neurological view (mirrored)" if self.mirror else "radiological view (anterior up)"
 
     def __call__(self, grey: np.ndarray) -> np.ndarray:
-        shown = np.rot90(np.asarray(grey, np.float32), 1, axes=(1, 2))
+        shown = quarter_turns(np.asarray(grey, np.float32), 1)
         return np.ascontiguousarray(shown[:, :, ::-1] if self.mirror else shown)
 
     def undo(self, mask: np.ndarray) -> np.ndarray:
-        mask = mask[:, :, ::-1] if self.mirror else mask
-        return np.ascontiguousarray(np.rot90(mask, -1, axes=(1, 2)))
+        return np.ascontiguousarray(quarter_turns(mask[:, :, ::-1] if self.mirror else mask, -1))
+
+
+def on_png_grid(condition, mask: np.ndarray) -> np.ndarray:
+    """A mask segmented from ``condition(images)`` back on the PNGs' grid (only views move pixels)."""
+    return condition.undo(mask) if hasattr(condition, "undo") else mask
 
 
 CONDITIONS = (Unchanged(), Reexport(40, 80), Reexport(40, 100), Reexport(50, 100), Jpeg(75), Jpeg(40),
               Gamma(0.8), Gamma(1.25), Viewed(), Viewed(mirror=True))
+#: How ``training.evaluate --view`` shows the test patients' slices.
+VIEWS = {"exported": Unchanged(), "radiological": Viewed()}
 
 
 def score_conditions(name: str, data: Path, runs: Path, folds: list[list[str]], only: list[int],
@@ -147,8 +154,7 @@ def score_conditions(name: str, data: Path, runs: Path, folds: list[list[str]], 
         for pid in folds[i]:
             images, truth = load_patient_png(data, index[pid])
             for condition in conditions:
-                mask = seg.segment_image(png_stack(condition(images)), model=name, name=pid).mask
-                mask = condition.undo(mask) if hasattr(condition, "undo") else mask
+                mask = on_png_grid(condition, seg.segment_image(png_stack(condition(images)), model=name, name=pid).mask)
                 scores[condition.name][pid] = {"fold": i, **score_patient(mask, truth, [])}
             print(f"fold {i} patient {pid}: " + ", ".join(
                 f"{c.name} {scores[c.name][pid]['dice']:.2f}" for c in conditions), flush=True)
