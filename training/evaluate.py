@@ -26,6 +26,7 @@ from .data import (PNG_WINDOW_HU, dataset_folds, load_dataset, load_patient_png,
 from .metrics import (dice, dice_by_contrast, iou, lesion_contrast_hu, relative_volume_difference,
                       slice_detection, summarize)
 from .robustness import VIEWS, on_png_grid
+from .uncertainty import cv_intervals
 
 
 def trained_steps(config_path: Path) -> int:
@@ -145,6 +146,7 @@ def summarize_cv(per_patient: dict) -> dict:
         "slice_sensitivity": tot["tp"] / max(1, tot["tp"] + tot["fn"]),
         "slice_specificity": tot["tn"] / max(1, tot["tn"] + tot["fp"]),
         "slice_counts": tot,
+        "intervals": cv_intervals(per_patient),
     }
 
 

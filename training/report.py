@@ -8,6 +8,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .uncertainty import METHOD, cv_intervals
+
 NAMES = ("unet", "two_branch")
 
 
@@ -21,8 +23,16 @@ def cv_reports(reports: Path) -> dict[str, dict | None]:
             for name in NAMES}
 
 
+def _interval(interval, digits=3, percent=False) -> str:
+    if interval is None:
+        return ""
+    lo, hi = (100 * interval[0], 100 * interval[1]) if percent else interval
+    return f" ({lo:.0f}-{hi:.0f}%)" if percent else f" ({lo:.{digits}f}-{hi:.{digits}f})"
+
+
 def cv_table(reports: Path) -> str:
-    """Markdown table of the measured cross-validation metrics of every model with a report."""
+    """Markdown table of the measured cross-validation metrics of every model with a report, with
+    95% patient-bootstrap intervals (``training.uncertainty``) in brackets."""
     lines = ["| model | mean Dice (hemorrhage patients) | median Dice | mean IoU | median rel. volume diff. "
              "| slice sensitivity | slice specificity | false-positive patients (of lesion-free) |",
              "|---|---|---|---|---|---|---|---|"]
@@ -30,12 +40,19 @@ def cv_table(reports: Path) -> str:
         if report is None:
             lines.append(f"| {name} | not measured | | | | | | |")
             continue
-        s = report["summary"]
+        s, ci = report["summary"], cv_intervals(report["per_patient"])
         lines.append(
-            f"| {name} | {_fmt(s['mean_dice'])} | {_fmt(s['median_dice'])} | {_fmt(s['iou']['mean'])} "
-            f"| {_fmt(s['relative_volume_difference']['median'])} | {_fmt(s['slice_sensitivity'])} "
-            f"| {_fmt(s['slice_specificity'])} | {s['false_positive_patients']} of {s['lesion_free_patients']} |")
-    return "\n".join(lines)
+            f"| {name} | {_fmt(s['mean_dice'])}{_interval(ci['mean_dice'])} | {_fmt(s['median_dice'])} "
+            f"| {_fmt(s['iou']['mean'])} | {_fmt(s['relative_volume_difference']['median'])}"
+            f"{_interval(ci['median_relative_volume_difference'])} | {_fmt(s['slice_sensitivity'])} "
+            f"| {_fmt(s['slice_specificity'])} | {s['false_positive_patients']} of {s['lesion_free_patients']}"
+            f"{_interval(ci['false_positive_rate'], percent=True)} |")
+    return "\n".join(lines) + "\n\n" + INTERVALS_NOTE
+
+
+INTERVALS_NOTE = ("In brackets: " + METHOD + " (`python -m training.uncertainty reports/NAME_cv.json`). They "
+                  "show what the choice of patients alone leaves open, not what retraining with another seed "
+                  "moves (`reports/experiments/unet_full_cv_seed_*.json`).")
 
 
 def per_patient_lines(reports: Path) -> str:
