@@ -6,7 +6,8 @@ import pytest
 
 from tests.conftest import write_fold
 from training.metrics import dice_by_contrast, lesion_contrast_hu
-from training.report import _cycles, contrast_sentence
+from training.cv_tables import contrast_sentence
+from training.report import _cycles
 
 
 def _volume():

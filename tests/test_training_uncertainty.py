@@ -113,7 +113,7 @@ def test_command_prints_intervals_and_paired_differences(tmp_path, capsys):
 
 def test_cv_summary_and_table_carry_the_intervals(tmp_path):
     from training.evaluate import summarize_cv
-    from training.report import cv_table
+    from training.cv_tables import cv_table
 
     per_patient = {pid: {**m, "iou": m["dice"], "slices": {"tp": 1, "fp": 0, "fn": 0, "tn": 1},
                          "lesion_contrast_hu": 30.0}
