@@ -99,6 +99,7 @@ def model_section(weights: Path, name: str) -> str:
     c = json.loads(path.read_text())
     t = c.get("training", {})
     crops = f"{t['crop_size']} px crops" if t.get("crop_size") else "whole slices"
+    note = f"; {t['timing_note']}" if t.get("timing_note") else ""   # e.g. a CPU shared with other runs
     return (f"### {name}\n"
             f"- Architecture: `{c['architecture']}` {json.dumps(c.get('arch_params', {}))}, input "
             f"{c['input_size'][0]}x{c['input_size'][1]}x{c['in_channels']} (the slice and its neighbours, "
@@ -108,7 +109,7 @@ def model_section(weights: Path, name: str) -> str:
             f"{t.get('optimizer')}{_cycles(t)}, {t.get('loss')}, {len(t.get('train_patients', []))} patients, "
             f"{t.get('device')} ({t.get('dtype_policy', 'float32')}), BCE lesion weight {t.get('pos_weight', 1.0)}, "
             f"{_fmt((t.get('duration_s') or 0) / 60, 1)} min on a 2-core CPU "
-            f"({t.get('cpu_threads') or 'all'} TensorFlow thread(s)), seed {t.get('seed')}.\n"
+            f"({t.get('cpu_threads') or 'all'} TensorFlow thread(s){note}), seed {t.get('seed')}.\n"
             f"- Sampling: {t.get('sampling')}.\n"
             f"- Augmentation: {t.get('augmentation')}.\n"
             f"- Orientation: {orientation_text(c)}\n")
