@@ -28,8 +28,9 @@ TRAINING = {
     # the same budget (its receptive field, ~125 px, sees the crop's padded border everywhere).
     # pos_weight 10: the unweighted U-Net predicted nothing on validation for its first 600-900
     # steps in every fold (see training/losses.py); the two-branch net found bleeds by step 600.
-    # U-Net: a 2000-step cosine, then a 1000-step one at a quarter of the peak. Training it longer
-    # still raised CV mean Dice a little and the false-positive patients a lot (reports/experiments/): a second 2000-step cycle at half the peak gave
+    # U-Net: a 2000-step cosine, then a 1000-step one at a quarter of the peak. With the older
+    # validation-split folds, training longer raised CV mean Dice a little and the false-positive
+    # patients a lot (reports/experiments/): a second 2000-step cycle at half the peak gave
     # 0.260 -> 0.269 with false-positive patients 4 -> 13 of 31; a 1000-step one at a quarter of
     # the peak ("lr_cycle_steps": 2000, "lr_cycle_mul": 0.5, "lr_cycle_decay": 0.25, 3000 steps)
     # 0.277 with 13 of 31. So it is not used. With the folds trained as the shipped model is

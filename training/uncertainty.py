@@ -24,9 +24,14 @@ METHOD = (f"{LEVEL:.0%} intervals: percentile bootstrap over patients ({RESAMPLE
           "Dice and relative volume difference; Clopper-Pearson for the false-positive rate")
 
 
-def _resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
-    """(resamples, n) indices drawn with replacement."""
-    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+def _bootstrap(a: np.ndarray, statistic, resamples: int, seed: int) -> np.ndarray:
+    """(resamples,) values of ``statistic`` over resamples (with replacement) of the 1-D ``a``."""
+    return statistic(a[np.random.default_rng(seed).integers(0, a.size, size=(resamples, a.size))], axis=1)
+
+
+def _percentiles(stats: np.ndarray, level: float) -> list[float]:
+    tail = (1.0 - level) / 2.0 * 100.0
+    return [float(np.percentile(stats, tail)), float(np.percentile(stats, 100.0 - tail))]
 
 
 def bootstrap_interval(values, statistic=np.mean, resamples: int = RESAMPLES, level: float = LEVEL,
@@ -34,11 +39,7 @@ def bootstrap_interval(values, statistic=np.mean, resamples: int = RESAMPLES, le
     """[low, high] percentile-bootstrap interval of ``statistic`` over the 1-D ``values``
     (None for no values). ``statistic`` must take an array and an ``axis`` keyword."""
     a = np.asarray(values, dtype=float)
-    if a.size == 0:
-        return None
-    stats = statistic(a[_resample_indices(a.size, resamples, seed)], axis=1)
-    tail = (1.0 - level) / 2.0 * 100.0
-    return [float(np.percentile(stats, tail)), float(np.percentile(stats, 100.0 - tail))]
+    return None if a.size == 0 else _percentiles(_bootstrap(a, statistic, resamples, seed), level)
 
 
 def clopper_pearson(k: int, n: int, level: float = LEVEL) -> list[float] | None:
@@ -81,16 +82,15 @@ def paired_difference(a: dict, b: dict, resamples: int = RESAMPLES, level: float
 
     shared = sorted(set(a) & set(b))
     pos = [p for p in shared if a[p]["has_lesion"]]
-    diff = np.array([b[p]["dice"] - a[p]["dice"] for p in pos], dtype=float)
-    out = {"patients": len(shared), "hemorrhage_patients": len(pos),
-           "mean_dice": {"a": float(np.mean([a[p]["dice"] for p in pos])) if pos else None,
-                         "b": float(np.mean([b[p]["dice"] for p in pos])) if pos else None,
-                         "b_minus_a": float(diff.mean()) if pos else None,
-                         "interval": bootstrap_interval(diff, np.mean, resamples, level, seed)}}
     if not pos:
         raise ValueError("the two reports share no hemorrhage patient")
-    means = diff[_resample_indices(diff.size, resamples, seed)].mean(axis=1)
-    out["mean_dice"]["share_b_better"] = float((means > 0).mean())
+    diff = np.array([b[p]["dice"] - a[p]["dice"] for p in pos], dtype=float)
+    means = _bootstrap(diff, np.mean, resamples, seed)
+    out = {"patients": len(shared), "hemorrhage_patients": len(pos),
+           "mean_dice": {"a": float(np.mean([a[p]["dice"] for p in pos])),
+                         "b": float(np.mean([b[p]["dice"] for p in pos])),
+                         "b_minus_a": float(diff.mean()), "interval": _percentiles(means, level),
+                         "share_b_better": float((means > 0).mean())}}
     neg = [p for p in shared if not a[p]["has_lesion"]]
     fa = {p for p in neg if a[p]["false_positive_patient"]}
     fb = {p for p in neg if b[p]["false_positive_patient"]}
@@ -105,7 +105,9 @@ def paired_difference(a: dict, b: dict, resamples: int = RESAMPLES, level: float
 
 def load_per_patient(spec: str) -> tuple[str, dict]:
     """(label, per-patient metrics) from 'PATH' or 'PATH:CONDITION' (see the module docstring)."""
-    path, condition = (spec, "") if Path(spec).exists() else spec.rsplit(":", 1) if ":" in spec else (spec, "")
+    path, condition = spec, ""
+    if not Path(spec).exists() and ":" in spec:      # a path that itself holds ':' wins over a condition
+        path, condition = spec.rsplit(":", 1)
     if not Path(path).exists():
         raise SystemExit(f"no report at {path}")
     per_patient = json.loads(Path(path).read_text())["per_patient"]
