@@ -84,7 +84,7 @@ def test_without_orientations_augmentation_keeps_the_exported_orientation_and_ra
 
 
 def test_an_unknown_orientations_setting_is_refused():
-    from training.train import all_orientations
+    from training.recipe import all_orientations
 
     assert all_orientations({}) and not all_orientations({"orientations": "as_exported"})
     with pytest.raises(SystemExit, match="orientations"):

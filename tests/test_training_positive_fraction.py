@@ -6,7 +6,8 @@ from training.sampler import BalancedSampler
 
 def test_positive_fraction_from_the_training_config_sets_the_lesion_share_of_each_batch(
         tmp_path, monkeypatch, tiny_training, synthetic_patients):
-    from training.train import describe_sampling, train_model
+    from training.recipe import describe_sampling
+    from training.train import train_model
 
     assert describe_sampling({}).startswith("40% lesion slices, 60% lesion-free")
     sampler = BalancedSampler(synthetic_patients, 10, context=1, seed=0, positive_fraction=0.6, augment_data=False)

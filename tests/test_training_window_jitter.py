@@ -7,7 +7,7 @@ import pytest
 from training.augment import augment, reexport_window
 from training.robustness import Reexport
 from training.sampler import BalancedSampler
-from training.train import describe_augmentation, window_jitter
+from training.recipe import describe_augmentation, window_jitter
 
 SOURCE = (40.0, 120.0)   # the ct-ich PNGs' window, and the model's
 

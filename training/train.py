@@ -21,11 +21,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF_ENABLE_ONEDNN_OPTS: see
 
 from model.postprocess import TYPICAL_PIXEL_MM2, TYPICAL_VOXEL_MM3  # noqa: E402
 
-from .augment import JITTER_LEVEL_HU, JITTER_WIDTH_HU  # noqa: E402
 from .configs import model_config, training_config  # noqa: E402
 from .data import Patient, load_dataset  # noqa: E402
 from .device import set_threads, training_precision  # noqa: E402
-from .sampler import POSITIVE_FRACTION, BalancedSampler, mine_hard_negatives, prefetch  # noqa: E402
+from .recipe import (all_orientations, describe_augmentation, describe_loss, describe_sampling,  # noqa: E402
+                     positive_fraction, window_jitter)
+from .sampler import BalancedSampler, mine_hard_negatives, prefetch  # noqa: E402
 from .validate import grid_scale_for, validate  # noqa: E402
 
 
@@ -84,47 +85,6 @@ def lr_schedule(tcfg: dict, steps: int):
         alpha=0.02)
 
 
-def describe_loss(tcfg: dict) -> str:
-    """The loss of a training config, in words (recorded in NAME.json and the model card)."""
-    if tcfg.get("dice", "batch") == "per_image":
-        return "bce (lesion pixels weighted by pos_weight) + soft dice per lesion image, averaged"
-    return "bce (lesion pixels weighted by pos_weight) + soft dice"
-
-
-def window_jitter(tcfg: dict, config: dict) -> dict | None:
-    """The sampler's window re-export augmentation, its ranges completed with the defaults; None
-    when the training config has none."""
-    jitter = tcfg.get("window_jitter")
-    if not jitter:
-        return None
-    return {"level_hu": JITTER_LEVEL_HU, "width_hu": JITTER_WIDTH_HU, **jitter,
-            "source_hu": (config["window"]["level"], config["window"]["width"])}
-
-
-def positive_fraction(tcfg: dict) -> float:
-    """Share of each batch drawn from lesion slices (the sampler's default unless the config says)."""
-    return float(tcfg.get("positive_fraction", POSITIVE_FRACTION))
-
-
-def all_orientations(tcfg: dict) -> bool:
-    """``"orientations"`` of a training config: "all" (the 8 flips / rotations, default) or "as_exported"."""
-    value = tcfg.get("orientations", "all")
-    if value not in ("all", "as_exported"):
-        raise SystemExit(f"training config: orientations must be 'all' or 'as_exported', not {value!r}")
-    return value == "all"
-
-
-def describe_augmentation(jitter: dict | None, all_orientations: bool = True) -> str:
-    """The augmentation, in words, given the sampler's ``window_jitter`` (None: off) and orientations."""
-    window = (f"{jitter['p']:.0%} of the samples re-exported with a window of level "
-              f"{jitter['level_hu'][0]:g}-{jitter['level_hu'][1]:g} HU, width {jitter['width_hu'][0]:g}-"
-              f"{jitter['width_hu'][1]:g} HU inside the model's window; ") if jitter else ""
-    return (("8 flips/90-degree rotations, " if all_orientations else "exported orientation only (no flips or "
-             "90-degree rotations), ") + "rotation +-15 deg, zoom 0.85-1.15, shift; " + window
-            + "half of the samples: gamma 0.8-1.25, contrast 0.75-1.33, brightness +-0.05, "
-              "noise; 25% single-slice (2D) inputs")
-
-
 def mine(sampler: BalancedSampler, full, model, predict, hard: dict, log) -> None:
     """Re-weight the lesion-free slices by the current net's false positives (``hard``: configs)."""
     started = time.time()
@@ -132,22 +92,6 @@ def mine(sampler: BalancedSampler, full, model, predict, hard: dict, log) -> Non
         full.set_weights(model.get_weights())
     counts = mine_hard_negatives(sampler, predict, float(hard["fraction"]))
     log(f"hard negatives: {int((counts > 0).sum())} of {len(counts)} lesion-free slices marked ({time.time() - started:.0f} s)")
-
-
-def describe_sampling(tcfg: dict) -> str:
-    """The batch sampling of a training config, in words."""
-    power = float(tcfg.get("lesion_patient_power", 0.0))
-    crop = tcfg.get("crop_size")
-    pos = positive_fraction(tcfg)
-    return (f"{pos:.0%} lesion slices, {1 - pos:.0%} lesion-free slices per batch; "
-            + (f"a patient's lesion slices weighted n^-{power:g} (n = its lesion slices); " if power else "")
-            + (f"from step {hard['start']}, every {hard['every']} steps, {hard['fraction']:.0%} of the lesion-free "
-               "slices drawn in proportion to the net's false-positive pixels on them (hard negatives); "
-               if (hard := tcfg.get("hard_negatives")) else "")
-            + (f"{paste:.0%} of the lesion samples transplanted into a lesion-free slice where it lands on brain "
-                  "(training.paste); "
-               if (paste := tcfg.get("paste_fraction")) else "")
-            + (f"{crop}x{crop} crops around a lesion pixel or inside the head" if crop else "whole slices"))
 
 
 def train_model(name: str, train: list[Patient], val: list[Patient], out_dir: Path, runs_dir: Path,
