@@ -146,6 +146,9 @@ def test_model_card_states_each_models_cv_protocol(tmp_path):
     assert lines[1].startswith("- two_branch: each fold holds out 20%")
     assert shipped_choice(tmp_path) == ("unet, the best on all 60 patients' out-of-fold predictions; "
                                         "two_branch, the median of the five folds' validation choices")
+    (tmp_path / "two_branch_cv.json").write_text(json.dumps({"chosen": {"chosen_on": chosen["unet"]}}))
+    assert protocol_lines(tmp_path).startswith("- unet and two_branch: each fold trains on all of its 48 patients")
+    assert shipped_choice(tmp_path) == "unet and two_branch, the best on all 60 patients' out-of-fold predictions"
 
 
 def test_the_core_rule_is_chosen_only_when_asked_for_and_better(tmp_path, monkeypatch, tiny_training):

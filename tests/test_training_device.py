@@ -73,17 +73,23 @@ def test_model_card_accuracy_caveat_follows_the_measured_cv(tmp_path):
 
     from training.report import accuracy_caveat
 
-    def write(name, mean_dice):
+    from training.crossfit import POOLED
+
+    def write(name, mean_dice, chosen_on=POOLED, durations_s=(600.0, 900.0)):
         (tmp_path / f"{name}_cv.json").write_text(json.dumps({
-            "summary": {"mean_dice": mean_dice},
-            "fold_choices": [{"steps": 2000, "duration_s": 600.0}, {"steps": 2000, "duration_s": 900.0}]}))
+            "summary": {"mean_dice": mean_dice}, "chosen": {"chosen_on": chosen_on},
+            "fold_choices": [{"steps": 2000, "duration_s": d} for d in durations_s]}))
 
     assert "Not cross-validated" in accuracy_caveat(tmp_path)
     write("unet", 0.12)
     text = accuracy_caveat(tmp_path)
     assert "unet 0.120: below the published baseline" in text and "2000 steps, 10-15 min per fold" in text
-    write("two_branch", 0.40)
-    assert "at or above the published baseline" in accuracy_caveat(tmp_path)
+    assert "48 patients per fold" in text and "validation split" not in text
+    write("two_branch", 0.40, chosen_on="median of the folds' choices on their validation patients",
+          durations_s=(5770.0, 5790.0))
+    text = accuracy_caveat(tmp_path)
+    assert "at or above the published baseline" in text and "~10 per validation split" in text
+    assert "two_branch 2000 steps, 96 min per fold" in text  # equal ends print once, not "96-96"
 
 
 def test_checkpoint_ties_go_to_the_later_checkpoint():

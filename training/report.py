@@ -15,16 +15,18 @@ BASELINE_DICE = 0.31  # Hssayeni et al. 2020, U-Net, 5-fold patient-level CV on 
 
 def accuracy_caveat(reports: Path) -> str:
     """The model-card bullet on how good the models are, from the measured CV reports."""
-    parts, minutes, dices = [], [], []
+    parts, minutes, dices, held_out = [], [], [], False
     for name, report in cv_reports(reports).items():
         if report is None:
             continue
+        held_out |= not cross_fitted(report)
         dices.append(report["summary"]["mean_dice"])
         parts.append(f"{name} {_fmt(dices[-1])}")
         durations = [c.get("duration_s") for c in report.get("fold_choices", []) if c.get("duration_s")]
         if durations:
             steps = report["fold_choices"][0].get("steps")
-            minutes.append(f"{name} {steps} steps, {min(durations) / 60:.0f}-{max(durations) / 60:.0f} min per fold")
+            lo, hi = f"{min(durations) / 60:.0f}", f"{max(durations) / 60:.0f}"
+            minutes.append(f"{name} {steps} steps, {lo if lo == hi else lo + '-' + hi} min per fold")
     if not parts:
         return "- **Not cross-validated.** No CV report was found; accuracy is unknown."
     verdict = "below" if max(dices) < BASELINE_DICE else "at or above"
@@ -32,8 +34,9 @@ def accuracy_caveat(reports: Path) -> str:
             f"dataset ({BASELINE_DICE}) and far from a clinical tool; many bleeds are missed entirely (see the "
             f"per-patient lines above), above all those barely brighter than the brain. The limits were "
             f"training time ({'; '.join(minutes) or 'see the JSON'}, on a 2-core CPU) and the few "
-            f"patients there are to choose postprocessing on (~10 per validation split). Treat a negative result as "
-            f"\"not found\", never as \"no bleed\".")
+            f"patients there are to learn from and to choose postprocessing on "
+            f"({'~10 per validation split' if held_out else '29 bleeds in all, 48 patients per fold'}). "
+            f"Treat a negative result as \"not found\", never as \"no bleed\".")
 
 
 CROSS_FITTED = ("each fold trains on all of its 48 patients for the fixed step count, as the shipped "
@@ -51,18 +54,27 @@ def cross_fitted(report: dict) -> bool:
     return (report.get("chosen") or {}).get("chosen_on") == POOLED
 
 
+def _by_protocol(reports: Path) -> dict[bool, list[str]]:
+    """Measured models grouped by whether their CV chose postprocessing cross-fitted."""
+    groups: dict[bool, list[str]] = {}
+    for name, r in cv_reports(reports).items():
+        if r is not None:
+            groups.setdefault(cross_fitted(r), []).append(name)
+    return groups
+
+
 def protocol_lines(reports: Path) -> str:
-    """One bullet per measured model: how its CV folds early-stopped and chose postprocessing."""
-    return "\n".join(f"- {name}: {CROSS_FITTED if cross_fitted(r) else HELD_OUT}."
-                     for name, r in cv_reports(reports).items() if r is not None)
+    """One bullet per CV protocol in use: how those models' folds trained and chose postprocessing."""
+    return "\n".join(f"- {' and '.join(names)}: {CROSS_FITTED if crossfit else HELD_OUT}."
+                      for crossfit, names in sorted(_by_protocol(reports).items(), reverse=True))
 
 
 def shipped_choice(reports: Path) -> str:
     """How each shipped model's threshold / minimum size was chosen from its CV report."""
-    parts = [f"{name}, the best on all 60 patients' out-of-fold predictions" if cross_fitted(r) else
-             f"{name}, the median of the five folds' validation choices"
-             for name, r in cv_reports(reports).items() if r is not None]
-    return "; ".join(parts) or "not cross-validated"
+    how = {True: "the best on all 60 patients' out-of-fold predictions",
+           False: "the median of the five folds' validation choices"}
+    return "; ".join(f"{' and '.join(names)}, {how[crossfit]}"
+                     for crossfit, names in sorted(_by_protocol(reports).items(), reverse=True)) or "not cross-validated"
 
 
 def _cycles(t: dict) -> str:
@@ -154,7 +166,7 @@ hemorrhage masks by two radiologists (all subtypes merged). 29 patients have hem
 ## Cross-validation (5 folds, split by patient, stratified by has-hemorrhage)
 Each fold trains on the other four folds' patients and chooses its threshold and minimum lesion size by
 the selection score (mean per-patient Dice on hemorrhage patients minus 0.25 x the share of lesion-free
-patients with a false positive), in one of two ways:
+patients with a false positive):
 
 {protocols}
 
