@@ -54,27 +54,25 @@ def cross_fitted(report: dict) -> bool:
     return (report.get("chosen") or {}).get("chosen_on") == POOLED
 
 
-def _by_protocol(reports: Path) -> dict[bool, list[str]]:
-    """Measured models grouped by whether their CV chose postprocessing cross-fitted."""
+def _by_protocol(reports: Path) -> list[tuple[bool, str]]:
+    """(cross-fitted?, "unet and two_branch") per CV protocol in use, cross-fitted first."""
     groups: dict[bool, list[str]] = {}
     for name, r in cv_reports(reports).items():
         if r is not None:
             groups.setdefault(cross_fitted(r), []).append(name)
-    return groups
+    return [(crossfit, " and ".join(names)) for crossfit, names in sorted(groups.items(), reverse=True)]
 
 
 def protocol_lines(reports: Path) -> str:
     """One bullet per CV protocol in use: how those models' folds trained and chose postprocessing."""
-    return "\n".join(f"- {' and '.join(names)}: {CROSS_FITTED if crossfit else HELD_OUT}."
-                      for crossfit, names in sorted(_by_protocol(reports).items(), reverse=True))
+    return "\n".join(f"- {names}: {CROSS_FITTED if crossfit else HELD_OUT}." for crossfit, names in _by_protocol(reports))
 
 
 def shipped_choice(reports: Path) -> str:
     """How each shipped model's threshold / minimum size was chosen from its CV report."""
     how = {True: "the best on all 60 patients' out-of-fold predictions",
            False: "the median of the five folds' validation choices"}
-    return "; ".join(f"{' and '.join(names)}, {how[crossfit]}"
-                     for crossfit, names in sorted(_by_protocol(reports).items(), reverse=True)) or "not cross-validated"
+    return "; ".join(f"{names}, {how[crossfit]}" for crossfit, names in _by_protocol(reports)) or "not cross-validated"
 
 
 def _cycles(t: dict) -> str:
