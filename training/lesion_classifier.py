@@ -30,11 +30,15 @@ from model.postprocess import label_components, largest_cross_sections
 from .configs import model_config
 from .data import dataset_folds, load_dataset
 from .device import set_threads
+from .head_geometry import location_maps
 from .oof import ensemble_oof_probabilities, grid_voxels_covering
 from .validate import grid_scale_for, selection_score
 
 FEATURES = ("log10_voxels", "log10_largest_cross_section_pixels", "slices", "compactness",
             "max_probability", "mean_probability", "fraction_above_0.9", "mean_intensity")
+#: Appended with ``--features location``: the means of training.head_geometry.location_maps.
+LOCATION_FEATURES = ("head_depth", "midline_distance", "bone_contact")
+FEATURE_SETS = {"base": FEATURES, "location": FEATURES + LOCATION_FEATURES}
 THRESHOLDS = (0.4, 0.5, 0.6, 0.7)
 CUTOFFS = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
 MIN_CANDIDATE_VOXELS = 100     # original-grid voxels
@@ -43,31 +47,39 @@ L2 = 1.0
 
 
 def component_features(labels: np.ndarray, count: int, prob: np.ndarray, image: np.ndarray,
-                       scale: float) -> np.ndarray:
-    """(count, len(FEATURES)) float64 for components 1..count of a (Z, Y, X) label array.
+                       scale: float, location: np.ndarray | None = None) -> np.ndarray:
+    """(count, F) float64 for components 1..count of a (Z, Y, X) label array: FEATURES, then
+    LOCATION_FEATURES when ``location`` is given.
 
-    prob, image: (Z, Y, X) probabilities and unit-range image on the same grid; scale: original-grid
-    voxels (and pixels) per grid voxel. compactness = voxels / (largest cross-section x slices).
+    prob, image: (Z, Y, X) probabilities and unit-range image on the same grid; location: (3, Z, Y, X)
+    maps on it (training.head_geometry.location_maps); scale: original-grid voxels (and pixels) per
+    grid voxel. compactness = voxels / (largest cross-section x slices).
     """
     ids = np.arange(1, count + 1)
     voxels = ndimage.sum_labels(np.ones_like(prob), labels, ids)
     largest = largest_cross_sections(labels, count)[1:].astype(np.float64)
     per_slice = np.stack([np.bincount(plane.ravel(), minlength=count + 1)[1:] > 0 for plane in labels])
     slices = per_slice.sum(axis=0).astype(np.float64)
-    return np.column_stack([
-        np.log10(voxels * scale), np.log10(largest * scale), slices, voxels / (largest * slices),
-        ndimage.maximum(prob, labels, ids), ndimage.mean(prob, labels, ids),
-        ndimage.mean(prob >= 0.9, labels, ids), ndimage.mean(image, labels, ids)])
+    columns = [np.log10(voxels * scale), np.log10(largest * scale), slices, voxels / (largest * slices),
+               ndimage.maximum(prob, labels, ids), ndimage.mean(prob, labels, ids),
+               ndimage.mean(prob >= 0.9, labels, ids), ndimage.mean(image, labels, ids)]
+    if location is not None:
+        columns += [ndimage.mean(m, labels, ids) for m in location]
+    return np.column_stack(columns)
 
 
-def candidates(prob: np.ndarray, image: np.ndarray, truth: np.ndarray, threshold: float, scale: float) -> dict:
+def candidates(prob: np.ndarray, image: np.ndarray, truth: np.ndarray, threshold: float, scale: float,
+               location: np.ndarray | None = None) -> dict:
     """Components of ``prob >= threshold`` with at least MIN_CANDIDATE_VOXELS original voxels:
-    {"features": (n, F), "voxels": (n,) grid voxels, "overlap": (n,) grid voxels in ``truth``}."""
+    {"features": (n, F), "voxels": (n,) grid voxels, "overlap": (n,) grid voxels in ``truth``}
+    (location: as for :func:`component_features`)."""
     components = label_components(prob >= threshold, grid_voxels_covering(MIN_CANDIDATE_VOXELS, scale))
+    width = len(FEATURES) + (0 if location is None else len(location))
     if components is None or components.count == 0:
-        return {"features": np.zeros((0, len(FEATURES))), "voxels": np.zeros(0, int), "overlap": np.zeros(0, int)}
+        return {"features": np.zeros((0, width)), "voxels": np.zeros(0, int), "overlap": np.zeros(0, int)}
     labels, n, box = components.labels, components.count, components.box
-    return {"features": component_features(labels, n, prob[box], image[box], scale),
+    maps = None if location is None else location[(slice(None),) + tuple(box)]
+    return {"features": component_features(labels, n, prob[box], image[box], scale, maps),
             "voxels": np.bincount(labels.ravel(), minlength=n + 1)[1:],
             "overlap": np.bincount(labels[truth[box]], minlength=n + 1)[1:]}
 
@@ -176,11 +188,15 @@ def evaluate(table: dict, fold_of: dict, truth_voxels: dict, max_fp_share: float
             "chosen_per_fold": chosen, "per_patient_dice": {p: round(outcome[p], 4) for p in table if truth_voxels[p]}}
 
 
-def candidate_table(probs: dict, images: dict, scale: float) -> tuple[dict, dict, dict]:
-    """({pid: {threshold: candidates}}, {pid: fold}, {pid: truth voxels}) from out-of-fold probabilities."""
+def candidate_table(probs: dict, images: dict, scale: float, features: str = "base") -> tuple[dict, dict, dict]:
+    """({pid: {threshold: candidates}}, {pid: fold}, {pid: truth voxels}) from out-of-fold
+    probabilities; ``features`` names a FEATURE_SETS entry."""
+    if features not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {features!r}: choose one of {', '.join(FEATURE_SETS)}")
     table, fold_of, truth_voxels = {}, {}, {}
     for pid, (fold, prob, truth) in probs.items():
-        table[pid] = {t: candidates(prob, images[pid], truth, t, scale) for t in THRESHOLDS}
+        location = location_maps(images[pid]) if features == "location" else None
+        table[pid] = {t: candidates(prob, images[pid], truth, t, scale, location) for t in THRESHOLDS}
         fold_of[pid], truth_voxels[pid] = fold, int(truth.sum())
     return table, fold_of, truth_voxels
 
@@ -198,6 +214,8 @@ def main(argv=None) -> None:
     ap.add_argument("--max-fp-share", type=float, default=None,
                     help="choose the best Dice with at most this share of false-positive lesion-free patients "
                          "(default: the selection score)")
+    ap.add_argument("--features", choices=sorted(FEATURE_SETS), default="base",
+                    help="base: size, shape, confidence, intensity; location: also where in the head")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     name = args.model.replace("-", "_")
@@ -207,13 +225,14 @@ def main(argv=None) -> None:
     probs = ensemble_oof_probabilities(name, args.data, args.runs, folds, tta=False)
     images = {p.pid: p.images.astype(np.float32)
               for p in load_dataset(args.data, tuple(config["input_size"]), cache_dir=args.runs[0] / "cache")}
-    table, fold_of, truth_voxels = candidate_table(probs, images, scale)
-    report = {"model": name, "runs": [str(r) for r in args.runs], "features": list(FEATURES),
+    table, fold_of, truth_voxels = candidate_table(probs, images, scale, args.features)
+    report = {"model": name, "runs": [str(r) for r in args.runs], "features": list(FEATURE_SETS[args.features]),
               "command": "python -m training.lesion_classifier " + " ".join(sys.argv[1:] if argv is None else argv),
               "max_fp_share": args.max_fp_share,
               "cross_fitted": evaluate(table, fold_of, truth_voxels, args.max_fp_share)}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}_lesion_classifier.json").write_text(json.dumps(report, indent=1))
+    suffix = "" if args.features == "base" else f"_{args.features}"
+    (args.out / f"{name}_lesion_classifier{suffix}.json").write_text(json.dumps(report, indent=1))
     print(json.dumps({k: v for k, v in report["cross_fitted"].items() if k != "per_patient_dice"}, indent=1))
 
 

@@ -1,0 +1,77 @@
+"""Where a voxel lies in the head: maps for the learned component rule's location features.
+
+All maps are (Z, Y, X) float32 on the grid of the unit-range image they come from and are
+unchanged (up to the same flip / quarter turn) when the slices are flipped or turned, so they
+need no orientation. Distances are relative to the head's size, so they need no pixel spacing.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+HEAD_LEVEL = 0.1     # unit intensity above which a pixel is tissue (as model/orientation.py)
+BONE_LEVEL = 0.97    # unit intensity of bone in a brain-window export (>= ~96 HU at L40/W120)
+BONE_CONTACT_PX = 2  # grid pixels: "against bone" (~2 mm on a 224 grid of a 512 x 0.45 mm slice)
+
+
+def head_masks(image: np.ndarray) -> np.ndarray:
+    """(Z, Y, X) unit-range image -> (Z, Y, X) bool: per slice, the largest tissue component
+    with its holes filled (the scanner table and noise are dropped)."""
+    out = np.zeros(image.shape, dtype=bool)
+    for z, plane in enumerate(image):
+        tissue = ndimage.binary_opening(plane > HEAD_LEVEL, iterations=1)
+        labels, count = ndimage.label(tissue)
+        if count:
+            largest = 1 + int(np.argmax(ndimage.sum_labels(tissue, labels, range(1, count + 1))))
+            out[z] = ndimage.binary_fill_holes(labels == largest)
+    return out
+
+
+def depth_map(head: np.ndarray) -> np.ndarray:
+    """(Z, Y, X) head masks -> distance to the head's outline over the slice's head radius
+    (sqrt(area / pi)): about 0 at the scalp, about 1 at the centre of a round head, 0 outside."""
+    out = np.zeros(head.shape, dtype=np.float32)
+    for z, plane in enumerate(head):
+        area = int(plane.sum())
+        if area:
+            out[z] = ndimage.distance_transform_edt(plane) / np.sqrt(area / np.pi)
+    return out
+
+
+def midline_map(head: np.ndarray) -> np.ndarray:
+    """(Z, Y, X) head masks -> distance from the head's long axis over the head's half-width.
+
+    The axis is the principal axis of all slices' head pixels together (a head is longer front
+    to back than side to side, so it runs along the falx); half-width = 2 x the standard deviation
+    across it (exact for a uniform ellipse). Zeros when the stack holds no head.
+    """
+    out = np.zeros(head.shape, dtype=np.float32)
+    footprint = head.sum(axis=0)
+    ys, xs = np.nonzero(footprint)
+    if len(ys) < 3:
+        return out
+    weights = footprint[ys, xs].astype(np.float64)
+    centre = np.array([np.average(ys, weights=weights), np.average(xs, weights=weights)])
+    cov = np.cov(np.stack([ys, xs]), aweights=weights)
+    values, vectors = np.linalg.eigh(cov)
+    across = vectors[:, 0]                      # the smaller eigenvalue's direction
+    half_width = 2.0 * np.sqrt(max(values[0], 1e-9))
+    yy, xx = np.mgrid[0:head.shape[1], 0:head.shape[2]]
+    distance = np.abs((yy - centre[0]) * across[0] + (xx - centre[1]) * across[1]) / half_width
+    out[:] = distance.astype(np.float32)
+    return out
+
+
+def bone_contact_map(image: np.ndarray) -> np.ndarray:
+    """(Z, Y, X) unit-range image -> 1.0 where a pixel lies within BONE_CONTACT_PX of bone
+    in its slice, else 0.0."""
+    bone = image >= BONE_LEVEL
+    structure = np.zeros((1, 3, 3), bool)
+    structure[0] = ndimage.generate_binary_structure(2, 1)
+    return ndimage.binary_dilation(bone, structure, iterations=BONE_CONTACT_PX).astype(np.float32)
+
+
+def location_maps(image: np.ndarray) -> np.ndarray:
+    """(Z, Y, X) unit-range image -> (3, Z, Y, X): depth, midline distance, bone contact."""
+    head = head_masks(image)
+    return np.stack([depth_map(head), midline_map(head), bone_contact_map(image)])
