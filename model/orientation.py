@@ -26,6 +26,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .errors import PipelineError
+from .preprocess import Window
 
 FRAMES = ("any", "anterior_right")
 #: np.rot90 turns (counter-clockwise, axes (Y, X)) from the radiological view to "anterior_right".
@@ -115,13 +116,19 @@ class Estimate:
 
 @dataclass(frozen=True)
 class OrientationEstimator:
-    """Linear scorer of the 4 quarter turns; ``weights`` (F,) for :func:`candidate_features`."""
+    """Linear scorer of the 4 quarter turns; ``weights`` (F,) for :func:`candidate_features`.
+
+    head_level / bone_level are unit intensities in ``window`` (level, width in HU): the window the
+    thumbnails it was fitted on were exported in (the ct-ich PNGs' brain window), so an upload is
+    brought to the same unit range before it is scored.
+    """
 
     weights: np.ndarray
     size: int = 32
     head_level: float = 0.1
     bone_level: float = 0.97
     metrics: Optional[dict] = None
+    window: Window = Window(40.0, 120.0)
 
     def slice_log_probs(self, unit) -> np.ndarray:
         """(Z, Y, X) image in [0, 1] (or an iterable of (Y, X) slices) -> (N, 4) log-probabilities
@@ -144,7 +151,8 @@ class OrientationEstimator:
 
     def to_json(self) -> dict:
         return {"kind": "quarter-turn scorer", "thumbnail_size": self.size, "head_level": self.head_level,
-                "bone_level": self.bone_level, "metrics": self.metrics or {},
+                "bone_level": self.bone_level, "window": {"level": self.window.level, "width": self.window.width},
+                "metrics": self.metrics or {},
                 "weights": [round(float(w), 7) for w in self.weights]}
 
     def save(self, weights_dir: str | Path) -> Path:
@@ -164,7 +172,9 @@ def load_estimator(weights_dir: str | Path) -> Optional[OrientationEstimator]:
         weights = np.asarray(data["weights"], dtype=np.float64)
         if weights.shape != (size * size * 2,):
             raise ValueError(f"{weights.size} weights for a {size}x{size}x2 thumbnail")
+        window = data["window"]
         return OrientationEstimator(weights=weights, size=size, head_level=float(data["head_level"]),
-                                    bone_level=float(data["bone_level"]), metrics=data.get("metrics"))
+                                    bone_level=float(data["bone_level"]), metrics=data.get("metrics"),
+                                    window=Window(float(window["level"]), float(window["width"])))
     except (ValueError, KeyError, TypeError) as exc:
         raise PipelineError(f"cannot load the orientation estimator {path}: {exc}", stage="orient") from exc

@@ -146,8 +146,6 @@ def infer_mask(predictor: Predictor, image: CTImage, timings: dict) -> tuple[np.
 
 #: Where the front of the head is in an upload that needs ``turns`` quarter turns to "anterior_right".
 ANTERIOR_SIDE = {0: "right", 1: "bottom", 2: "left", 3: "top"}
-#: The intensity window the orientation estimator's thumbnails are made with (that of the ct-ich PNGs).
-ESTIMATOR_WINDOW = Window(40.0, 120.0)
 
 
 def orientation_turns(config: dict, image: CTImage,
@@ -173,7 +171,7 @@ def orientation_turns(config: dict, image: CTImage,
         raise PipelineError(f"model '{config['name']}' needs the orientation estimator "
                             "(orientation.json beside its weights); train it with `python -m training.orientation`",
                             stage="orient", status=503)
-    planes = (to_unit_range(plane[None], image.intensity, ESTIMATOR_WINDOW)[0] for plane in image.array)
+    planes = (to_unit_range(plane[None], image.intensity, estimator.window)[0] for plane in image.array)
     found = estimator.estimate(planes)
     if found is None:
         return info(0, "no head found"), ["no head outline found to estimate the slice orientation; slices used as uploaded"]

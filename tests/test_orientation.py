@@ -6,6 +6,7 @@ clockwise quarter turn from it. Files that state their geometry are turned deter
 by the pixel-based estimator, which is fitted and checked here on synthetic heads.
 """
 import io
+import json
 
 import nibabel as nib
 import numpy as np
@@ -14,7 +15,8 @@ import pytest
 from model.errors import PipelineError
 from model.orientation import (RADIOLOGICAL_TO_ANTERIOR_RIGHT, Estimate, OrientationEstimator, head_thumbnail,
                                load_estimator, quarter_turns)
-from model.pipeline import ANTERIOR_SIDE, Segmenter
+from model.pipeline import ANTERIOR_SIDE, Segmenter, orientation_turns
+from model.preprocess import Window
 from model.readers import read_sources
 from model.types import CTImage, Limits
 from tests.conftest import CentreChannelPredictor, real_data_dir
@@ -129,7 +131,7 @@ def test_estimator_learns_quarter_turns_and_round_trips(tmp_path):
     template = OrientationEstimator(weights=np.zeros(0))
     train = np.stack([head_thumbnail(synthetic_head(rng), template.size, template.head_level,
                                      template.bone_level) for _ in range(24)])
-    estimator = fit(train)
+    estimator = fit(train, template)
     test_slices = np.stack([synthetic_head(rng) for _ in range(4)])
     for turns in range(4):
         for mirror in (False, True):
@@ -140,8 +142,35 @@ def test_estimator_learns_quarter_turns_and_round_trips(tmp_path):
     estimator.save(tmp_path)
     loaded = load_estimator(tmp_path)
     assert np.allclose(loaded.weights, estimator.weights, atol=1e-6)
+    assert loaded.window == template.window == Window(40.0, 120.0)
     assert loaded.estimate(quarter_turns(test_slices, -3)).turns == 3
     assert estimator.estimate(np.zeros((2, 64, 64), np.float32)) is None   # no head: no estimate
+
+
+def test_an_hu_upload_is_scored_in_the_estimators_own_window():
+    seen = []
+
+    class Spy:                                   # records what the pipeline hands the estimator
+        window = Window(0.0, 200.0)              # maps -100..100 HU to 0..1
+
+        def estimate(self, planes):
+            seen.extend(planes)
+            return None
+
+    image = CTImage(array=np.full((2, 8, 8), 50.0, np.float32), intensity="hu", kind="nifti", is_volume=True)
+    info, notes = orientation_turns({"name": "m", "orientation": "anterior_right"}, image, Spy())
+    assert info["source"] == "no head found" and notes
+    assert len(seen) == 2 and np.allclose(seen[0], 0.75)     # (50 + 100) / 200, not the model's window
+
+
+def test_an_estimator_file_without_its_window_is_refused(tmp_path):
+    OrientationEstimator(weights=np.zeros(2048)).save(tmp_path)
+    data = json.loads((tmp_path / "orientation.json").read_text())
+    assert data["window"] == {"level": 40.0, "width": 120.0}
+    del data["window"]
+    (tmp_path / "orientation.json").write_text(json.dumps(data))
+    with pytest.raises(PipelineError, match="window"):
+        load_estimator(tmp_path)
 
 
 def test_broken_estimator_file_is_reported(tmp_path):

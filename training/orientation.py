@@ -41,9 +41,9 @@ def patient_thumbnails(data: Path, estimator_like: OrientationEstimator) -> dict
     return out
 
 
-def fit(thumbs: np.ndarray, l2: float = L2, template: OrientationEstimator | None = None) -> OrientationEstimator:
-    """Fit the scorer on (N, size, size, 2) thumbnails in the model frame (candidate 0 is right)."""
-    template = template or OrientationEstimator(weights=np.zeros(0))
+def fit(thumbs: np.ndarray, settings: OrientationEstimator, l2: float = L2) -> OrientationEstimator:
+    """Fit the scorer on (N, size, size, 2) thumbnails in the model frame (candidate 0 is right),
+    made with ``settings`` (its size, levels and window; its weights are ignored)."""
     cands = np.stack([candidate_features(t) for t in thumbs])      # (N, 4, F)
 
     def loss_grad(w):
@@ -57,8 +57,7 @@ def fit(thumbs: np.ndarray, l2: float = L2, template: OrientationEstimator | Non
 
     w = optimize.minimize(loss_grad, np.zeros(cands.shape[2]), jac=True, method="L-BFGS-B",
                           options={"maxiter": 500}).x
-    return OrientationEstimator(weights=w, size=template.size, head_level=template.head_level,
-                                bone_level=template.bone_level)
+    return dataclasses.replace(settings, weights=w, metrics=None)
 
 
 def score_patient(estimator: OrientationEstimator, thumbs: np.ndarray) -> dict:
@@ -77,12 +76,14 @@ def score_patient(estimator: OrientationEstimator, thumbs: np.ndarray) -> dict:
             "volumes_right": volumes_right, "lowest_true_probability": lowest}
 
 
-def cross_validate(thumbs: dict, folds: list[list[str]]) -> tuple[dict, list[OrientationEstimator]]:
-    """Per-patient scores of each fold's estimator on its held-out patients, and the estimators."""
+def cross_validate(thumbs: dict, folds: list[list[str]],
+                   settings: OrientationEstimator) -> tuple[dict, list[OrientationEstimator]]:
+    """Per-patient scores of each fold's estimator on its held-out patients, and the estimators
+    (``settings``: as for :func:`fit`)."""
     per_patient, estimators = {}, []
     for i, test in enumerate(folds):
         train = np.concatenate([thumbs[p] for j, fold in enumerate(folds) if j != i for p in fold if p in thumbs])
-        estimator = fit(train)
+        estimator = fit(train, settings)
         estimators.append(estimator)
         for pid in (p for p in test if p in thumbs):
             per_patient[pid] = {"fold": i, **score_patient(estimator, thumbs[pid])}
@@ -107,8 +108,10 @@ def main(argv=None) -> None:
     ap.add_argument("--reports", default="reports", type=Path)
     args = ap.parse_args(argv)
     folds = dataset_folds(args.data, args.folds, args.seed)
-    thumbs = patient_thumbnails(args.data, OrientationEstimator(weights=np.zeros(0)))
-    per_patient, estimators = cross_validate(thumbs, folds)
+    # The PNGs' unit range is their export window (level 40, width 120): the estimator's default.
+    settings = OrientationEstimator(weights=np.zeros(0))
+    thumbs = patient_thumbnails(args.data, settings)
+    per_patient, estimators = cross_validate(thumbs, folds, settings)
     summary = summarize(per_patient)
     print(json.dumps(summary), flush=True)
     if args.runs is not None:
@@ -116,7 +119,7 @@ def main(argv=None) -> None:
             for fold_dir in sorted((args.runs / "cv").glob(f"*/fold{i}")):
                 estimator.save(fold_dir)
                 print(f"fold {i}: {fold_dir / ESTIMATOR_FILE}")
-    final = dataclasses.replace(fit(np.concatenate(list(thumbs.values()))), metrics={
+    final = dataclasses.replace(fit(np.concatenate(list(thumbs.values())), settings), metrics={
         "cross_validation": summary, "folds": args.folds, "patients": len(thumbs),
         "data": "ct-ich PNG slices, each held-out patient shown in 8 orientations"})
     args.out.mkdir(parents=True, exist_ok=True)
