@@ -51,6 +51,17 @@ def quarter_turns(array: np.ndarray, turns: int) -> np.ndarray:
     return np.rot90(array, int(turns) % 4, axes=(1, 2))
 
 
+def largest_filled_component(foreground: np.ndarray) -> Optional[tuple[np.ndarray, int]]:
+    """(Y, X) bool -> (its largest component with the holes filled, that component's pixels before
+    filling), or None when it is empty: the head, without the scanner table and noise."""
+    labels, count = ndimage.label(foreground)
+    if count == 0:
+        return None
+    sizes = ndimage.sum_labels(foreground, labels, range(1, count + 1))
+    largest = int(np.argmax(sizes))
+    return ndimage.binary_fill_holes(labels == largest + 1), int(sizes[largest])
+
+
 def head_thumbnail(unit: np.ndarray, size: int, head_level: float, bone_level: float) -> Optional[np.ndarray]:
     """(Y, X) slice in [0, 1] -> (size, size, 2) head-centred thumbnail (brain, bone), or None.
 
@@ -61,15 +72,10 @@ def head_thumbnail(unit: np.ndarray, size: int, head_level: float, bone_level: f
     if rows == 0 or cols == 0:
         return None
     small = unit[:rows, :cols].reshape(rows // DOWNSAMPLE, DOWNSAMPLE, cols // DOWNSAMPLE, DOWNSAMPLE).mean((1, 3))
-    foreground = ndimage.binary_opening(small > head_level, iterations=2)
-    labels, count = ndimage.label(foreground)
-    if count == 0:
+    found = largest_filled_component(ndimage.binary_opening(small > head_level, iterations=2))
+    if found is None or found[1] < MIN_HEAD_PIXELS:
         return None
-    sizes = ndimage.sum(foreground, labels, range(1, count + 1))
-    largest = int(np.argmax(sizes))
-    if sizes[largest] < MIN_HEAD_PIXELS:
-        return None
-    head = ndimage.binary_fill_holes(labels == largest + 1)
+    head = found[0]
     ys, xs = np.nonzero(head)
     box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
     channels = []

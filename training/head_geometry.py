@@ -9,8 +9,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-HEAD_LEVEL = 0.1     # unit intensity above which a pixel is tissue (as model/orientation.py)
-BONE_LEVEL = 0.97    # unit intensity of bone in a brain-window export (>= ~96 HU at L40/W120)
+from model.orientation import OrientationEstimator, largest_filled_component
+
+# Unit intensities of tissue and of bone (>= ~96 HU at L40/W120), as the orientation estimator finds the head.
+HEAD_LEVEL = OrientationEstimator.head_level
+BONE_LEVEL = OrientationEstimator.bone_level
 BONE_CONTACT_PX = 2  # grid pixels: "against bone" (~2 mm on a 224 grid of a 512 x 0.45 mm slice)
 
 
@@ -19,11 +22,9 @@ def head_masks(image: np.ndarray) -> np.ndarray:
     with its holes filled (the scanner table and noise are dropped)."""
     out = np.zeros(image.shape, dtype=bool)
     for z, plane in enumerate(image):
-        tissue = ndimage.binary_opening(plane > HEAD_LEVEL, iterations=1)
-        labels, count = ndimage.label(tissue)
-        if count:
-            largest = 1 + int(np.argmax(ndimage.sum_labels(tissue, labels, range(1, count + 1))))
-            out[z] = ndimage.binary_fill_holes(labels == largest)
+        found = largest_filled_component(ndimage.binary_opening(plane > HEAD_LEVEL, iterations=1))
+        if found is not None:
+            out[z] = found[0]
     return out
 
 
