@@ -104,3 +104,43 @@ def test_rechoosing_postprocessing_keeps_the_checkpoint_and_records_the_old_choi
     assert new["postprocess"]["min_lesion_pixels"] == val["min_lesion_pixels"]
     assert val["point_score"] >= val["score"] - TOLERANCE
     assert file_sha256(fold / "unet.weights.h5") == sha           # the checkpoint is untouched
+
+
+def _weights(path) -> list:
+    import h5py
+
+    arrays: list = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: arrays.append((name, obj[()])) if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, monkeypatch, tiny_training,
+                                                                    synthetic_patients, dropout):
+    """Seeded and resumable means resuming changes nothing: the batches, their augmentation and the
+    dropout masks after the checkpoint are those the uninterrupted run drew (they were reseeded at
+    the resumed step, so a continued run was a different run)."""
+    from training.train import train_model
+
+    monkeypatch.setitem(tiny_training.MODELS["unet"]["arch_params"], "dropout", dropout)
+    tcfg = {"steps": 6, "batch_size": 4, "learning_rate": 1e-3, "val_every": 3, "lr_cycle_steps": 3,
+            "lr_cycle_decay": 0.5}
+    monkeypatch.setitem(tiny_training.TRAINING, "unet", tcfg)
+    train_model("unet", synthetic_patients, [], tmp_path / "straight", tmp_path / "runs_a")
+
+    monkeypatch.setitem(tiny_training.TRAINING, "unet", {**tcfg, "steps": 3})   # stops at the checkpoint
+    train_model("unet", synthetic_patients, [], tmp_path / "resumed", tmp_path / "runs_b")
+    monkeypatch.setitem(tiny_training.TRAINING, "unet", tcfg)
+    logs: list[str] = []
+    train_model("unet", synthetic_patients, [], tmp_path / "resumed", tmp_path / "runs_b", log=logs.append)
+    assert "resumed unet from step 3" in logs
+
+    straight = _weights(tmp_path / "straight" / "unet.weights.h5")
+    resumed = _weights(tmp_path / "resumed" / "unet.weights.h5")
+    assert [n for n, _ in straight] == [n for n, _ in resumed]
+    differing = [n for (n, a), (_, b) in zip(straight, resumed) if not np.array_equal(a, b)]
+    assert not differing, f"{len(differing)} of {len(straight)} weight arrays differ, e.g. {differing[:3]}"
+    fresh = tmp_path / "other_seed"
+    train_model("unet", synthetic_patients, [], fresh, tmp_path / "runs_c", seed=1)
+    assert any(not np.array_equal(a, b) for (_, a), (_, b) in zip(straight, _weights(fresh / "unet.weights.h5")))

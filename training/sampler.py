@@ -180,13 +180,17 @@ def lesion_slice_weights(pos: np.ndarray, power: float) -> np.ndarray | None:
 
 
 def prefetch(sampler: BalancedSampler, depth: int = 4):
-    """Iterate over batches produced by a background thread (overlaps augmentation and training)."""
+    """Iterate over (x, y, rng_state) batches produced by a background thread (overlaps augmentation
+    and training). ``rng_state`` is the sampler's random state right after drawing that batch: a
+    checkpoint that stores it lets a resumed run draw the very batches the uninterrupted run would
+    have drawn next, although the thread is up to ``depth`` batches ahead of training."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def work():
         while not stop.is_set():
-            q.put(sampler.batch())
+            x, y = sampler.batch()
+            q.put((x, y, sampler.rng.bit_generator.state))
 
     threading.Thread(target=work, daemon=True).start()
     try:

@@ -2,7 +2,9 @@
 
     python -m training.train --model unet|two-branch --data ../shared/data/ct-ich --out model/weights
 
-Seeded, shows progress, resumable (checkpoints in ``--runs``), uses a GPU with mixed precision
+Seeded, shows progress, resumable (checkpoints in ``--runs``; a resumed run ends with the weights an
+uninterrupted one would have, bit for bit on the same machine, except with hard-negative mining, whose
+re-weighting races the batch prefetcher), uses a GPU with mixed precision
 when TensorFlow sees one. With ``--val-fraction 0`` (the default for shipped weights) it trains
 on every patient for the configured number of steps and takes threshold and minimum lesion
 size from the cross-validation report when one exists (``reports/NAME_cv.json``).
@@ -66,14 +68,31 @@ def load_trained(config_path: Path):
     return config, model
 
 
+def seed_states(model) -> list:
+    """The state of every random-seed generator in ``model`` (its dropout layers' masks), as lists of
+    ints. ``save_weights`` leaves them out, so without them a resumed run redraws its first masks."""
+    return [v.numpy().tolist() for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def restore_seed_states(model, states: list) -> None:
+    """Set ``model``'s seed generators to ``states`` from :func:`seed_states`."""
+    import numpy as np
+
+    variables = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+    if len(variables) != len(states):
+        raise ValueError(f"checkpoint holds {len(states)} seed generator states, the model has {len(variables)}")
+    for v, value in zip(variables, states):
+        v.assign(np.asarray(value, dtype=v.dtype))
+
+
 def lr_schedule(tcfg: dict, steps: int):
     """Cosine decay to 2% of ``learning_rate`` over ``steps``; with ``lr_cycle_steps`` set, cosine
     cycles with warm restarts, the first ``lr_cycle_steps`` long, each next one ``lr_cycle_mul``
     times as long (default 1) and peaking at ``lr_cycle_decay`` times the last peak.
 
     The first cycle is the same curve as a single cosine of ``lr_cycle_steps``, so a run trained
-    for one cycle continues from its checkpoint into the next one exactly as a fresh run would
-    (except the order of the random batches, which the sampler reseeds at the resumed step).
+    for one cycle continues from its checkpoint into the next one exactly as a run trained for both
+    cycles at once (same batches too: the checkpoint holds the sampler's random state).
     """
     import keras
 
@@ -139,6 +158,9 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
                               window_jitter=jitter, all_orientations=all_orientations(tcfg),
                               paste_fraction=tcfg.get("paste_fraction", 0.0),
                               positive_fraction=positive_fraction(tcfg))
+    if "sampler_rng" in state:     # checkpoints written before these were stored reseed at seed + step
+        sampler.rng.bit_generator.state = state["sampler_rng"]
+        restore_seed_states(model, state["seed_states"])
     model.optimizer.iterations.assign(state["step"])
     predict = compiled_predict(full)
     hard = tcfg.get("hard_negatives")
@@ -149,7 +171,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
     t0, batches, losses = time.time(), prefetch(sampler), []
     elapsed0 = state.get("elapsed_s", 0.0)
     while state["step"] < steps:
-        x, y = next(batches)
+        x, y, rng_state = next(batches)
         losses.append(float(model.train_on_batch(x, y)))
         state["step"] += 1
         step = state["step"]
@@ -173,6 +195,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
                     state["best"] = res
                     full.save_weights(out_dir / f"{config['name']}.weights.h5")
             model.save_weights(ckpt_dir / "last.weights.h5")
+            state["sampler_rng"], state["seed_states"] = rng_state, seed_states(model)
             state["elapsed_s"] = elapsed0 + time.time() - t0
             (ckpt_dir / "state.json").write_text(json.dumps(state, indent=1))
     if not val:
