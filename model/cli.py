@@ -1,7 +1,7 @@
 """Command line: a thin layer over :class:`model.pipeline.Segmenter`.
 
     python -m model segment INPUT [INPUT ...] --out DIR [--model unet|two-branch]
-                            [--spacing ROW_MM COL_MM [SLICE_MM]]
+                            [--spacing ROW_MM COL_MM [SLICE_MM]] [--export-window LEVEL WIDTH]
     python -m model info [--json]
     python -m model export-onnx [--model unet|two_branch|all]
 
@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--model", help="unet or two-branch (default: the most accurate trained model)")
     seg.add_argument("--spacing", nargs="+", type=float, metavar="MM",
                      help="ROW_MM COL_MM [SLICE_MM]: voxel size, overrides the file's (put it after the inputs)")
+    seg.add_argument("--export-window", nargs=2, type=float, metavar=("LEVEL", "WIDTH"),
+                     help="HU window the PNG/JPG slices were exported with (e.g. 40 80), if not the "
+                          "training PNGs' L40/W120: their grey values are then read back as HU")
     info = sub.add_parser("info", help="list the trained models and their metrics")
     info.add_argument("--json", action="store_true", help="print JSON")
     export = sub.add_parser("export-onnx", help="export trained Keras weights to ONNX")
@@ -88,8 +91,9 @@ def unique_name(stem: str, used: set) -> str:
     return name
 
 
-def segment_one(segmenter, path: str, out_dir: Path, model: Optional[str], spacing, used: set) -> bool:
-    """Segment one INPUT and write its files; prints one line either way. True on success."""
+def segment_one(segmenter, path: str, out_dir: Path, model: Optional[str], options: dict, used: set) -> bool:
+    """Segment one INPUT and write its files; prints one line either way. True on success.
+    ``options``: keyword arguments of ``Segmenter.segment_sources`` (spacing_mm, export_window)."""
     from .readers import input_stem, sources_from_path
 
     try:
@@ -101,7 +105,7 @@ def segment_one(segmenter, path: str, out_dir: Path, model: Optional[str], spaci
             print(f"warning: {path}: another input is also named {stem!r}; writing {name}.*",
                   file=sys.stderr)
         sources = sources_from_path(path, segmenter.limits)
-        result = segmenter.segment_sources(sources, model=model, spacing_mm=spacing, name=name)
+        result = segmenter.segment_sources(sources, model=model, name=name, **options)
         write_outputs(result, out_dir)
     except PipelineError as exc:
         error(f"{path}: {exc}")
@@ -115,9 +119,10 @@ def segment_one(segmenter, path: str, out_dir: Path, model: Optional[str], spaci
 
 def cmd_segment(args) -> int:
     from .pipeline import Segmenter, parse_spacing
+    from .preprocess import parse_export_window
 
     try:
-        spacing = parse_spacing(args.spacing)
+        options = {"spacing_mm": parse_spacing(args.spacing), "export_window": parse_export_window(args.export_window)}
         segmenter = Segmenter(args.weights_dir)
         model = segmenter.predictor(args.model).name
         args.out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +130,7 @@ def cmd_segment(args) -> int:
         error(exc.message if isinstance(exc, PipelineError) else f"{args.out}: {exc}")
         return 2
     used: set = set()
-    ok = [segment_one(segmenter, path, args.out, model, spacing, used) for path in args.inputs]
+    ok = [segment_one(segmenter, path, args.out, model, options, used) for path in args.inputs]
     return 0 if all(ok) else 1
 
 

@@ -20,7 +20,7 @@ from .measure import measure, pixel_area_mm2, voxel_volume_mm3
 from .orientation import (LOW_CONFIDENCE, RADIOLOGICAL_TO_ANTERIOR_RIGHT, OrientationEstimator, load_estimator,
                           model_frame, quarter_turns)
 from .postprocess import binarize, clean_and_label, core_mask, has_core_rule, single_slice_settings
-from .preprocess import Window, model_input, resize_back, to_unit_range
+from .preprocess import Window, apply_export_window, model_input, parse_export_window, resize_back, to_unit_range
 from .readers import input_stem, read_sources
 from .readers.geometry import file_layout_xyz
 from .result import SegmentationResult
@@ -227,29 +227,35 @@ class Segmenter:
         raise cfg.unknown_model(model or name, sorted(self._predictors))
 
     def segment_sources(self, sources: Sequence[tuple[str, bytes]], *, model: Optional[str] = None,
-                        spacing_mm=None, name: Optional[str] = None) -> SegmentationResult:
-        """Segment uploaded (filename, bytes) pairs (one file, a DICOM series or PNG slices)."""
+                        spacing_mm=None, name: Optional[str] = None, export_window=None) -> SegmentationResult:
+        """Segment uploaded (filename, bytes) pairs (one file, a DICOM series or PNG slices).
+
+        export_window: (level, width) in HU that PNG/JPG grey values were exported with, if known."""
         started = time.perf_counter()
         predictor = self.predictor(model)
-        spacing = parse_spacing(spacing_mm)
+        spacing, window = parse_spacing(spacing_mm), parse_export_window(export_window)
         timings: dict = {}
         with stage("read", timings):
             image = read_sources(list(sources), self.limits)
         if name is None:
             name = input_stem(sources[0][0]) if sources else "input"
-        return self._run(predictor, image, name, spacing, timings, started)
+        return self._run(predictor, image, name, spacing, timings, started, window)
 
     def segment_image(self, image: CTImage, *, model: Optional[str] = None, name: str = "input",
-                      spacing_mm=None) -> SegmentationResult:
+                      spacing_mm=None, export_window=None) -> SegmentationResult:
         """Segment a CTImage (array-in entry used by the evaluation)."""
         started = time.perf_counter()
         predictor = self.predictor(model)
-        return self._run(predictor, image, name, parse_spacing(spacing_mm), {"read": 0.0}, started)
+        return self._run(predictor, image, name, parse_spacing(spacing_mm), {"read": 0.0}, started,
+                         parse_export_window(export_window))
 
     def _run(self, predictor: Predictor, image: CTImage, name: str, spacing, timings: dict,
-             started: float) -> SegmentationResult:
+             started: float, window: Optional[Window] = None) -> SegmentationResult:
         check_image(image)
         image, warnings = apply_spacing(image, spacing)
+        with stage("preprocess", timings):
+            array, intensity, notes = apply_export_window(image.array, image.intensity, window)
+            image, warnings = replace(image, array=array, intensity=intensity), warnings + notes
         with stage("orient", timings):
             orientation, notes = orientation_turns(predictor.config, image, self.estimator)
             warnings += notes

@@ -28,6 +28,61 @@ class Window:
         out = (np.asarray(hu, dtype=np.float32) - np.float32(low)) / np.float32(self.width)
         return np.clip(out, 0.0, 1.0, out=out)
 
+    def to_hu(self, grey: np.ndarray) -> np.ndarray:
+        """Grey values 0..255 of an image exported with this window -> float32 HU, same shape.
+
+        Inside the window the export is undone exactly (up to its 8-bit rounding). Grey 0 and 255
+        only say "at or beyond the window's edge": they become BELOW_WINDOW_HU / ABOVE_WINDOW_HU, so
+        air stays black and the skull white in any other window, instead of turning grey at the edge.
+        """
+        grey = np.asarray(grey, dtype=np.float32)
+        low = np.float32(self.level - self.width / 2.0)
+        hu = low + np.clip(grey, 0.0, 255.0) / np.float32(255.0) * np.float32(self.width)
+        hu[grey <= 0.0] = BELOW_WINDOW_HU
+        hu[grey >= 255.0] = ABOVE_WINDOW_HU
+        return hu
+
+
+BELOW_WINDOW_HU = -1024.0   # air
+ABOVE_WINDOW_HU = 3071.0    # the top of the 12-bit CT range (dense bone, metal)
+MAX_EXPORT_WIDTH_HU = 4096.0
+
+
+def parse_export_window(value) -> Window | None:
+    """The window (level, width) in HU that PNG/JPG grey values were exported with, as the user
+    states it: None, a (level, width) pair, or the string "level,width". Raises InputError (400)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, Window):
+        value = (value.level, value.width)       # checked like any other
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    try:
+        level, width = (float(v) for v in parts)
+    except (TypeError, ValueError):
+        raise InputError(f"export window must be two numbers in HU, level and width (e.g. 40,80), got {str(value)[:40]!r}",
+                         stage="read", status=400) from None
+    if not (np.isfinite(level) and np.isfinite(width) and 0.0 < width <= MAX_EXPORT_WIDTH_HU
+            and BELOW_WINDOW_HU <= level <= ABOVE_WINDOW_HU):
+        raise InputError(f"export window level must lie in [{BELOW_WINDOW_HU:g}, {ABOVE_WINDOW_HU:g}] HU and its "
+                         f"width in (0, {MAX_EXPORT_WIDTH_HU:g}] HU, got level {level:g}, width {width:g}",
+                         stage="read", status=400)
+    return Window(level, width)
+
+
+def apply_export_window(array: np.ndarray, intensity: str, window: Window | None) -> tuple[np.ndarray, str, list[str]]:
+    """(array, intensity, notes) with grey values turned into HU when the user stated their export window.
+
+    ``array``: (Z, Y, X) as read; ``intensity``: "display" (grey 0..255) or "hu". An HU input keeps its
+    values (the window does not apply; a note says so), as does any input when ``window`` is None.
+    """
+    if window is None:
+        return array, intensity, []
+    if intensity == "hu":
+        return array, intensity, [f"export window L{window.level:g}/W{window.width:g} ignored: this input is "
+                                  "already in HU"]
+    return window.to_hu(array), "hu", [f"grey values read as an export in window L{window.level:g}/W{window.width:g} "
+                                       "HU (as you stated) and re-windowed for the model"]
+
 
 def to_unit_range(array: np.ndarray, intensity: str, window: Window) -> np.ndarray:
     """(Z, Y, X) image -> float32 in [0, 1]: HU through ``window``, display values / 255."""

@@ -150,6 +150,35 @@ def test_client_side_checks(page, base_url):
     assert "research use only" in page.locator("#disclaimer").inner_text()
 
 
+def test_a_stated_export_window_reaches_the_pipeline(page, base_url):
+    """A 45 HU block exported in window L50/W100 is grey 115: under the fake model's 0.5 as a plain
+    grey value, over it once the page sends the window and the pipeline reads it back as HU."""
+    import io
+
+    from PIL import Image
+
+    grey = np.zeros((64, 64), np.uint8)
+    grey[20:30, 30:42] = 115
+    buf = io.BytesIO()
+    Image.fromarray(grey).save(buf, format="PNG")
+    upload(page, base_url, "slice.png", buf.getvalue())
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert page.locator("#stat-volume").inner_text().startswith("0 pixels")
+
+    page.goto(base_url)
+    page.set_input_files("#file-input", files=[{"name": "slice.png", "mimeType": "image/png",
+                                                "buffer": buf.getvalue()}])
+    page.fill("#window-level", "50")
+    page.click("#submit-btn")
+    assert "window level and width" in page.locator("#error").inner_text()
+    page.fill("#window-width", "100")
+    page.click("#submit-btn")
+    page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+    assert page.locator("#stat-volume").inner_text().startswith("120 pixels")
+    assert "L50/W100" in page.locator("#warnings").inner_text()
+    assert page.problems == [], page.problems
+
+
 def test_phone_width_has_no_horizontal_scroll(page, base_url):
     page.set_viewport_size({"width": 375, "height": 800})
     upload(page, base_url, "scan.nii.gz", lesion_nifti())

@@ -35,13 +35,15 @@ PNG_HIGH_HU = PNG_WINDOW_HU[0] + PNG_WINDOW_HU[1] / 2.0     # 100 HU: grey 255
 
 @dataclass(frozen=True)
 class Reexport:
-    """The slices as exported with window (level, width) in HU instead of L40/W120.
+    """The slices as exported with window (level, width) in HU instead of L40/W120; ``declared``: the
+    user states that window (``export_window``), so the pipeline reads the grey values back as HU.
 
     Call: (Z, Y, X) grey values 0..255 of a ct-ich PNG -> the same shape, integer grey 0..255.
     """
 
     level: float
     width: float
+    declared: bool = False
 
     def __post_init__(self):
         low, high = self.level - self.width / 2.0, self.level + self.width / 2.0
@@ -51,7 +53,11 @@ class Reexport:
 
     @property
     def name(self) -> str:
-        return f"window L{self.level:g}/W{self.width:g}"
+        return f"window L{self.level:g}/W{self.width:g}" + (", declared" if self.declared else "")
+
+    @property
+    def export_window(self) -> tuple[float, float] | None:
+        return (self.level, self.width) if self.declared else None
 
     def __call__(self, grey: np.ndarray) -> np.ndarray:
         hu = PNG_LOW_HU + np.asarray(grey, np.float32) / 255.0 * (PNG_HIGH_HU - PNG_LOW_HU)
@@ -128,7 +134,11 @@ def on_png_grid(condition, mask: np.ndarray) -> np.ndarray:
 
 
 CONDITIONS = (Unchanged(), Reexport(40, 80), Reexport(40, 100), Reexport(50, 100), Jpeg(75), Jpeg(40),
-              Gamma(0.8), Gamma(1.25), Viewed(), Viewed(mirror=True))
+              Gamma(0.8), Gamma(1.25), Viewed(), Viewed(mirror=True),
+              Reexport(40, 80, declared=True), Reexport(40, 100, declared=True), Reexport(50, 100, declared=True))
+#: ``--conditions windows``: the other export windows, each undeclared and declared.
+WINDOW_CONDITIONS = (Unchanged(), *(Reexport(level, width, declared)
+                                    for level, width in ((40, 80), (40, 100), (50, 100)) for declared in (False, True)))
 #: How ``training.evaluate --view`` shows the test patients' slices.
 VIEWS = {"exported": Unchanged(), "radiological": Viewed()}
 
@@ -154,7 +164,9 @@ def score_conditions(name: str, data: Path, runs: Path, folds: list[list[str]], 
         for pid in folds[i]:
             images, truth = load_patient_png(data, index[pid])
             for condition in conditions:
-                mask = on_png_grid(condition, seg.segment_image(png_stack(condition(images)), model=name, name=pid).mask)
+                shown = png_stack(condition(images))
+                mask = on_png_grid(condition, seg.segment_image(
+                    shown, model=name, name=pid, export_window=getattr(condition, "export_window", None)).mask)
                 scores[condition.name][pid] = {"fold": i, **score_patient(mask, truth, [])}
             print(f"fold {i} patient {pid}: " + ", ".join(
                 f"{c.name} {scores[c.name][pid]['dice']:.2f}" for c in conditions), flush=True)
@@ -186,6 +198,8 @@ def main(argv=None) -> None:
                     help="first choose each scored fold's postprocessing on the other scored folds' test "
                          "patients (training.crossfit; rules e.g. size or size,area): fair to a recipe that "
                          "changes the net's calibration, unlike --postprocessing-from")
+    ap.add_argument("--conditions", choices=["all", "windows"], default="all",
+                    help="windows: only the other export windows, each as is and declared (--export-window)")
     ap.add_argument("--out", default="reports", type=Path)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
@@ -199,7 +213,8 @@ def main(argv=None) -> None:
         from .crossfit import choose_cross_fitted
         choose_cross_fitted(name, args.data, args.runs, folds, tuple(args.crossfit.split(",")), only=set(only))
     post = json.loads(args.postprocessing_from.read_text()) if args.postprocessing_from else None
-    scores = score_conditions(name, args.data, args.runs, folds, only, postprocessing=post)
+    conditions = WINDOW_CONDITIONS if args.conditions == "windows" else CONDITIONS
+    scores = score_conditions(name, args.data, args.runs, folds, only, conditions, postprocessing=post)
     summary = {cond: summarize_condition(pp) for cond, pp in scores.items()}
     report = {"model": name, "folds_scored": only, "patients": [pid for i in only for pid in folds[i]],
               "postprocessing": ({"from": str(args.postprocessing_from), "threshold": post["threshold"],
@@ -211,7 +226,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}_robustness.json").write_text(json.dumps(report, indent=1))
     for cond, s in summary.items():
-        print(f"{cond:32s} mean Dice {s['mean_dice']:.3f}  found {s['found']}/{s['hemorrhage_patients']}  "
+        print(f"{cond:40s} mean Dice {s['mean_dice']:.3f}  found {s['found']}/{s['hemorrhage_patients']}  "
               f"false-positive patients {s['false_positive_patients']}/{s['lesion_free_patients']}")
 
 

@@ -51,9 +51,10 @@ def segment():
     sources = uploaded_sources(request)
     files, size = len(sources), sum(len(data) for _, data in sources)
     model = model_name(request.form.get("model"))
-    spacing_mm = parse_spacing(request.form.get("spacing"))
+    options = {"spacing_mm": parse_spacing(request.form.get("spacing")),
+               "export_window": request.form.get("export_window")}    # checked by the pipeline (400)
     with segmentation_slot():
-        result = segmenter().segment_sources(sources, model=model, spacing_mm=spacing_mm)
+        result = segmenter().segment_sources(sources, model=model, **options)
         sources.clear()                        # free the upload before rendering images
         if wants_png():
             response = Response(result.overlay_png(), mimetype="image/png")

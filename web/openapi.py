@@ -104,6 +104,9 @@ def _segment_operation(limits: Limits) -> dict:
         "model": {**STR, "description": "model name from GET /models (default: most accurate)"},
         "spacing": {**STR, "pattern": r"^\s*[^,]+,[^,]+(,[^,]+)?\s*$",
                     "description": "'row_mm,col_mm' or 'row_mm,col_mm,slice_mm' (PNG/JPG)"},
+        "export_window": {**STR, "pattern": r"^\s*[^,]+,[^,]+\s*$",
+                          "description": "'level,width' in HU that PNG/JPG slices were exported with, e.g. "
+                                         "'40,80' (default: the training PNGs' 40,120); ignored for HU inputs"},
         "slice_overlays": {**STR, "enum": ["1", "0", "true", "false"],
                            "description": "0/false: leave out the per-slice overlays"}}}
     return {
@@ -117,7 +120,7 @@ def _segment_operation(limits: Limits) -> dict:
             "200": {"description": "segmentation (JSON), or the overlay with Accept: image/png",
                     "content": {"application/json": {"schema": _ref("SegmentResult")},
                                 "image/png": {"schema": {**STR, "contentMediaType": "image/png"}}}},
-            "400": _error("no file, bad spacing or unknown model"),
+            "400": _error("no file, bad spacing, bad export window or unknown model"),
             "413": _error("upload, file count, voxel count or decompressed size too large"),
             "415": _error("not multipart/form-data, or an unsupported file type"),
             "422": _error("file is readable but unusable (corrupt, wrong dimensions)"),

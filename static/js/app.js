@@ -60,6 +60,15 @@
     return values.join(",");
   }
 
+  function exportWindowValue() {
+    const [level, width] = [$("window-level").value.trim(), $("window-width").value.trim()];
+    if (!level && !width) return "";
+    if (!level || !width) throw new Error("Enter both the window level and width (HU), or leave both empty.");
+    if (!Number.isFinite(Number(level))) throw new Error("The window level must be a number in HU (got \"" + level + "\").");
+    if (!(Number(width) > 0)) throw new Error("The window width must be a positive number in HU (got \"" + width + "\").");
+    return level + "," + width;
+  }
+
   function checkFiles() {
     if (state.files.length === 0) throw new Error("Choose a file first (PNG, JPG, NIfTI, DICOM or a .zip of a DICOM series).");
     const maxMb = Number(form.dataset.maxUploadMb);
@@ -109,6 +118,8 @@
     if (model) data.append("model", model);
     const spacing = spacingValue();
     if (spacing) data.append("spacing", spacing);
+    const exportWindow = exportWindowValue();
+    if (exportWindow) data.append("export_window", exportWindow);
     return data;
   }
 
