@@ -240,3 +240,33 @@ def test_model_card_describes_the_core_rule_when_a_model_uses_it():
     assert "fewer than 1600 voxels / 1620.0 mm³ of probability >= 0.98" in postprocessing_text(config)
     config["postprocess"].update(min_lesion_area_pixels=400, min_lesion_area_mm2=81.0)
     assert "cross-section is under 400 pixels / 81.0 mm²" in postprocessing_text(config)
+
+
+def test_a_train_fraction_trains_each_fold_on_a_stratified_share_of_its_patients(tmp_path, monkeypatch, tiny_training):
+    import training.evaluate as evaluate
+    import training.train
+    from training.data import Patient
+
+    ids = [f"{i:03d}" for i in range(20)]                  # 000-009 with a bleed, 010-019 without
+    patients = []
+    for i, pid in enumerate(ids):
+        masks = np.zeros((2, 4, 4), np.float16)
+        masks[0, 1, 1] = i < 10
+        patients.append(Patient(pid, np.zeros((2, 4, 4), np.float16), masks))
+    monkeypatch.setattr(evaluate, "load_dataset", lambda *a, **k: patients)
+    calls = []
+    monkeypatch.setattr(training.train, "train_model",
+                        lambda name, train, val, out, runs, **kw: calls.append([p.pid for p in train]))
+    monkeypatch.setitem(tiny_training.TRAINING, "unet", {"steps": 1, "fold_validation_fraction": 0.0})
+    folds = [ids[0:2] + ids[10:12], ids[2:4] + ids[12:14]]
+    evaluate.train_folds("unet", tmp_path, folds, tmp_path / "runs", seed=0, train_fraction=0.5)
+    for fold, train in zip(folds, calls):
+        assert not set(train) & set(fold)                   # never a test patient
+        assert sum(pid < "010" for pid in train) == 4 and len(train) == 8   # half of 8 + 8, stratified
+    assert calls[0] != calls[1]
+    first = list(calls)
+    calls.clear()
+    evaluate.train_folds("unet", tmp_path, folds, tmp_path / "runs2", seed=0, train_fraction=0.5)
+    assert calls == first                                   # seeded: the same subsets again
+    evaluate.train_folds("unet", tmp_path, folds, tmp_path / "runs3", seed=0)
+    assert len(calls[-1]) == 16                             # default: every patient outside the test fold

@@ -99,6 +99,18 @@ def dataset_folds(data_dir: Path, k: int, seed: int) -> list[list[str]]:
     return stratified_folds(list(index), positive, k, seed)
 
 
+def stratified_subset(pids: list[str], positive: set[str], fraction: float, seed: int) -> list[str]:
+    """A random ``fraction`` of ``pids`` (sorted), rounded separately for patients with and without
+    hemorrhage so that the subset keeps their proportion."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    rng = np.random.default_rng(seed)
+    kept: list[str] = []
+    for group in (sorted(p for p in pids if p in positive), sorted(p for p in pids if p not in positive)):
+        kept += [str(p) for p in rng.permutation(group)[:int(round(fraction * len(group)))]]
+    return sorted(kept)
+
+
 def split_validation(pids: list[str], positive: set[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
     """(train, validation) patient ids, validation stratified by has-hemorrhage."""
     k = max(2, int(round(1.0 / fraction)))

@@ -21,7 +21,7 @@ import numpy as np
 
 from .configs import model_config, training_config
 from .device import set_threads
-from .data import (PNG_WINDOW_HU, dataset_folds, load_dataset, load_patient_png, read_index,
+from .data import (PNG_WINDOW_HU, dataset_folds, load_dataset, load_patient_png, read_index, stratified_subset,
                    split_validation)
 from .metrics import (dice, dice_by_contrast, iou, lesion_contrast_hu, relative_volume_difference,
                       slice_detection, summarize)
@@ -38,7 +38,9 @@ def trained_steps(config_path: Path) -> int:
 
 
 def train_folds(name: str, data: Path, folds: list[list[str]], runs: Path, seed: int,
-                only: set[int] | None = None) -> None:
+                only: set[int] | None = None, train_fraction: float = 1.0) -> None:
+    """Train each fold on the patients outside its test fold. ``train_fraction`` < 1 (a learning-curve
+    diagnostic) trains on that share of them instead, stratified by has-hemorrhage; the rest is unused."""
     from .train import train_model
 
     config, tcfg = model_config(name), training_config(name)
@@ -53,6 +55,8 @@ def train_folds(name: str, data: Path, folds: list[list[str]], runs: Path, seed:
             print(f"fold {i}: trained already ({fold_dir})")
             continue
         rest = [pid for pid in patients if pid not in test]
+        if train_fraction < 1.0:
+            rest = stratified_subset(rest, positive, train_fraction, seed + i)
         train_ids, val_ids = split_validation(rest, positive, fraction, seed + i) if fraction else (rest, [])
         print(f"fold {i}: train {len(train_ids)} val {len(val_ids)} test {len(test)} patients", flush=True)
         train_model(name, [patients[p] for p in train_ids], [patients[p] for p in val_ids],
@@ -196,13 +200,16 @@ def main(argv=None) -> None:
                          "view (anterior up, as viewers export them); the pipeline finds the orientation itself")
     ap.add_argument("--only-folds", default=None,
                     help="comma-separated fold numbers to train (lets folds train in parallel processes)")
+    ap.add_argument("--train-fraction", type=float, default=1.0,
+                    help="train each fold on this share of its training patients (stratified; a learning-curve "
+                         "diagnostic, use its own --runs)")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     name = args.model.replace("-", "_")
     folds = dataset_folds(args.data, args.folds, args.seed)
     only = {int(f) for f in args.only_folds.split(",")} if args.only_folds else None
     if not args.evaluate_only:
-        train_folds(name, args.data, folds, args.runs, args.seed, only)
+        train_folds(name, args.data, folds, args.runs, args.seed, only, args.train_fraction)
     if args.train_only:
         return
     chosen = choose_postprocessing(name, args, folds)
