@@ -79,12 +79,17 @@ def load_dataset(data_dir: Path, input_size: tuple[int, int], cache_dir: Path | 
     return patients
 
 
+def hemorrhage_groups(pids: list[str], positive: set[str]) -> tuple[list[str], list[str]]:
+    """(patients with hemorrhage, patients without), each sorted: the strata of every split here."""
+    return sorted(p for p in pids if p in positive), sorted(p for p in pids if p not in positive)
+
+
 def stratified_folds(pids: list[str], positive: set[str], k: int, seed: int) -> list[list[str]]:
     """Split patient ids into ``k`` folds, dealing positives and negatives round-robin."""
     rng = np.random.default_rng(seed)
     folds: list[list[str]] = [[] for _ in range(k)]
     dealt = 0
-    for group in (sorted(p for p in pids if p in positive), sorted(p for p in pids if p not in positive)):
+    for group in hemorrhage_groups(pids, positive):
         for pid in rng.permutation(group):
             folds[dealt % k].append(str(pid))
             dealt += 1
@@ -106,7 +111,7 @@ def stratified_subset(pids: list[str], positive: set[str], fraction: float, seed
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     rng = np.random.default_rng(seed)
     kept: list[str] = []
-    for group in (sorted(p for p in pids if p in positive), sorted(p for p in pids if p not in positive)):
+    for group in hemorrhage_groups(pids, positive):
         kept += [str(p) for p in rng.permutation(group)[:int(round(fraction * len(group)))]]
     return sorted(kept)
 

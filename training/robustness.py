@@ -133,12 +133,13 @@ def on_png_grid(condition, mask: np.ndarray) -> np.ndarray:
     return condition.undo(mask) if hasattr(condition, "undo") else mask
 
 
-CONDITIONS = (Unchanged(), Reexport(40, 80), Reexport(40, 100), Reexport(50, 100), Jpeg(75), Jpeg(40),
+#: (level, width) in HU of the other exports simulated (inside the PNGs' [-20, 100] HU).
+OTHER_WINDOWS = ((40, 80), (40, 100), (50, 100))
+CONDITIONS = (Unchanged(), *(Reexport(*w) for w in OTHER_WINDOWS), Jpeg(75), Jpeg(40),
               Gamma(0.8), Gamma(1.25), Viewed(), Viewed(mirror=True),
-              Reexport(40, 80, declared=True), Reexport(40, 100, declared=True), Reexport(50, 100, declared=True))
+              *(Reexport(*w, declared=True) for w in OTHER_WINDOWS))
 #: ``--conditions windows``: the other export windows, each undeclared and declared.
-WINDOW_CONDITIONS = (Unchanged(), *(Reexport(level, width, declared)
-                                    for level, width in ((40, 80), (40, 100), (50, 100)) for declared in (False, True)))
+WINDOW_CONDITIONS = (Unchanged(), *(Reexport(*w, declared) for w in OTHER_WINDOWS for declared in (False, True)))
 #: How ``training.evaluate --view`` shows the test patients' slices.
 VIEWS = {"exported": Unchanged(), "radiological": Viewed()}
 

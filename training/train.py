@@ -68,17 +68,22 @@ def load_trained(config_path: Path):
     return config, model
 
 
+def _seed_variables(model) -> list:
+    """The state variables of ``model``'s random-seed generators (its dropout layers' masks)."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
 def seed_states(model) -> list:
-    """The state of every random-seed generator in ``model`` (its dropout layers' masks), as lists of
-    ints. ``save_weights`` leaves them out, so without them a resumed run redraws its first masks."""
-    return [v.numpy().tolist() for v in model.variables if v.path.endswith("seed_generator_state")]
+    """The state of every random-seed generator in ``model``, as lists of ints. ``save_weights``
+    leaves them out, so without them a resumed run redraws its first dropout masks."""
+    return [v.numpy().tolist() for v in _seed_variables(model)]
 
 
 def restore_seed_states(model, states: list) -> None:
     """Set ``model``'s seed generators to ``states`` from :func:`seed_states`."""
     import numpy as np
 
-    variables = [v for v in model.variables if v.path.endswith("seed_generator_state")]
+    variables = _seed_variables(model)
     if len(variables) != len(states):
         raise ValueError(f"checkpoint holds {len(states)} seed generator states, the model has {len(variables)}")
     for v, value in zip(variables, states):
