@@ -108,3 +108,22 @@ def test_model_card_minimum_sizes_come_from_the_shipped_configs(tmp_path):
     (tmp_path / "unet.json").write_text(json.dumps({"postprocess": {"min_lesion_mm3": 3240.0}}))
     (tmp_path / "two_branch.json").write_text(json.dumps({"postprocess": {"min_lesion_mm3": 810.0}}))
     assert min_sizes(tmp_path) == "unet 3.2 mL, two_branch 0.8 mL"
+
+
+def test_a_gpu_trains_in_mixed_precision_bfloat16_from_ampere_on():
+    pytest.importorskip("keras")
+    assert choose_policy("auto", capability=lambda: (9, 0)) == ("gpu", "mixed_bfloat16")   # H100/H200
+    assert choose_policy("auto", capability=lambda: (8, 0)) == ("gpu", "mixed_bfloat16")   # A100
+    assert choose_policy("auto", capability=lambda: (7, 5)) == ("gpu", "mixed_float16")    # T4: no fast bf16
+    assert choose_policy("float32", capability=lambda: (9, 0)) == ("gpu", "float32")
+    assert choose_policy("auto", capability=lambda: None)[0] == "cpu"
+
+
+def test_this_machine_reports_no_gpu_capability_without_a_gpu():
+    keras = pytest.importorskip("keras")
+    from training.device import gpu_capability
+
+    cc = gpu_capability()
+    assert cc is None or (isinstance(cc, tuple) and len(cc) == 2)
+    if cc is None:
+        assert choose_policy("auto")[0] == "cpu", keras.backend.backend()

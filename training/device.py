@@ -1,4 +1,4 @@
-"""Device and precision setup for training: GPU with float16, CPU with bfloat16 where it pays.
+"""Device and precision setup for training: GPU in bfloat16 (float16 before Ampere), CPU in bfloat16 where it pays.
 
 Mixed precision keeps the variables (and so the saved ``.weights.h5``) in float32; only the
 computation runs in reduced precision. On a CPU with AVX-512 BF16 / AMX (measured here, a 2-core
@@ -33,15 +33,46 @@ def set_threads(threads: int | None) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(int(threads))
 
 
-def choose_policy(precision: str = "auto") -> tuple[str, str]:
-    """(device, keras dtype policy) for ``precision`` 'auto' | 'float32'."""
+def gpu_capability() -> tuple[int, int] | None:
+    """Compute capability (major, minor) of the first GPU the Keras backend sees; None without one.
+    TensorFlow, JAX and PyTorch each find their GPUs their own way (the weights are backend-free)."""
+    import keras
+
+    backend = keras.backend.backend()
     try:
-        import tensorflow as tf
-        gpus = tf.config.list_physical_devices("GPU")
-    except ImportError:  # Keras on another backend
-        gpus = []
-    if gpus:
-        return "gpu", "mixed_float16" if precision == "auto" else "float32"
+        if backend == "tensorflow":
+            import tensorflow as tf
+            gpus = tf.config.list_physical_devices("GPU")
+            if not gpus:
+                return None
+            cc = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability")
+        elif backend == "jax":
+            import jax
+            gpus = [d for d in jax.devices() if d.platform == "gpu"]
+            if not gpus:
+                return None
+            cc = tuple(int(v) for v in str(getattr(gpus[0], "compute_capability", "0.0")).split("."))
+        elif backend == "torch":
+            import torch
+            if not torch.cuda.is_available():
+                return None
+            cc = torch.cuda.get_device_capability(0)
+        else:
+            return None
+    except (ImportError, RuntimeError):
+        return None
+    return tuple(cc) if cc else (0, 0)
+
+
+def choose_policy(precision: str = "auto", capability=gpu_capability) -> tuple[str, str]:
+    """(device, keras dtype policy) for ``precision`` 'auto' | 'float32'. A GPU of compute capability
+    8.0 or newer (Ampere, Hopper) computes in bfloat16, which needs no loss scaling; older GPUs in float16
+    (Keras then scales the loss)."""
+    cc = capability()
+    if cc is not None:
+        if precision != "auto":
+            return "gpu", "float32"
+        return "gpu", "mixed_bfloat16" if cc >= (8, 0) else "mixed_float16"
     if precision == "auto" and os.environ.get("ICH_TRAIN_BF16", "1") != "0" and cpu_has_bf16():
         return "cpu", "mixed_bfloat16"
     return "cpu", "float32"

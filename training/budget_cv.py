@@ -1,0 +1,216 @@
+"""Cross-validation folds trained in parallel for a fixed wall-clock budget: a scaling diagnostic
+for a machine with a GPU (where one process's augmentation thread cannot keep up).
+
+    python -m training.budget_cv pack --data ../shared/data/ct-ich --out DIR     # slices + folds, compact
+    python -m training.budget_cv train --packed DIR --out OUT --base-filters 24 --batch-size 16 \\
+        --max-steps 8000 --budget-s 420                                           # on the GPU machine
+    python -m training.budget_cv unpack --trained OUT --runs RUNS                 # fold weights for
+    python -m training.evaluate --model unet --evaluate-only --runs RUNS --weights RUNS/w --out RUNS/out
+
+Each fold trains the U-Net recipe of training/configs.py (same sampler, augmentation, loss, peak
+learning rate, one cosine to 2%) with a wider net and bigger batches, on the other folds' patients, fed
+by ``--workers`` sampling processes. Its step count is set from its measured step time so that it ends
+within the budget. The folds are the ones ``training.evaluate`` uses (seed 0), fold i seeded i.
+
+Packed slices are the training cache's (224x224, [0, 1]) rounded to uint8: the net trains on them, the
+evaluation reads the PNGs. The packed file is derived from the data: keep it out of the repo.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+NAME = "unet"
+
+
+def pack(data: Path, out: Path, cache: Path | None) -> None:
+    """Write out/slices.npz (uint8 images and masks per patient on the model grid) and out/folds.json."""
+    from .configs import model_config
+    from .data import dataset_folds, load_dataset
+
+    patients = load_dataset(data, tuple(model_config(NAME)["input_size"]), cache_dir=cache)
+    arrays = {}
+    for p in patients:
+        for key, a in (("img", p.images), ("msk", p.masks)):
+            arrays[f"{p.pid}_{key}"] = np.round(np.clip(a.astype(np.float32), 0, 1) * 255).astype(np.uint8)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "slices.npz", **arrays)
+    (out / "folds.json").write_text(json.dumps({"folds": dataset_folds(data, 5, 0)}))
+
+
+def load_packed(packed: Path, pids: list[str]):
+    """The packed patients ``pids`` as training.data.Patient (float16 in [0, 1])."""
+    from .data import Patient
+
+    blob = np.load(packed / "slices.npz")
+    return [Patient(pid, (blob[f"{pid}_img"] / 255.0).astype(np.float16),
+                    (blob[f"{pid}_msk"] / 255.0).astype(np.float16)) for pid in pids]
+
+
+def sample_worker(packed: Path, pids: list[str], batch_size: int, seed: int, queue) -> None:
+    """Put batches (x float16 (B, H, W, C), y float16 (B, H, W, 1)) of the recipe's sampler on ``queue``."""
+    from .configs import model_config, training_config
+    from .recipe import all_orientations, positive_fraction, window_jitter
+    from .sampler import BalancedSampler
+
+    config, tcfg = model_config(NAME), training_config(NAME)
+    sampler = BalancedSampler(load_packed(packed, pids), batch_size, config["context_slices"], seed,
+                              crop_size=None, lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
+                              window_jitter=window_jitter(tcfg, config), all_orientations=all_orientations(tcfg),
+                              paste_fraction=tcfg.get("paste_fraction", 0.0), positive_fraction=positive_fraction(tcfg))
+    while True:
+        x, y = sampler.batch()
+        queue.put((x.astype(np.float16), y.astype(np.float16)))
+
+
+def cosine_lr(step: int, total: int, peak: float, alpha: float = 0.02) -> float:
+    """Learning rate at ``step`` of a cosine from ``peak`` to ``alpha * peak`` over ``total`` steps."""
+    frac = min(1.0, step / max(1, total))
+    return peak * (alpha + (1 - alpha) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def planned_steps(step: int, seconds_per_step: float, seconds_left: float, max_steps: int) -> int:
+    """The step count that ends within ``seconds_left`` at ``seconds_per_step`` (at most ``max_steps``)."""
+    return int(min(max_steps, step + max(0.0, seconds_left) / max(seconds_per_step, 1e-6)))
+
+
+def fold_config(base_filters: int) -> dict:
+    from .configs import model_config
+
+    config = model_config(NAME)
+    config["arch_params"]["base_filters"] = int(base_filters)
+    return config
+
+
+def train_fold(args, fold: int) -> None:
+    """Train one fold; writes OUT/fold{fold}.npz (weights as float16 arrays, ``meta``: config JSON)."""
+    folds = json.loads((args.packed / "folds.json").read_text())["folds"]
+    train_ids = sorted(p for f in folds for p in f if p not in folds[fold])
+    queue = mp.get_context("spawn").Queue(maxsize=4 * args.workers)
+    workers = [mp.get_context("spawn").Process(
+        target=sample_worker, args=(args.packed, train_ids, args.batch_size, 1000 * fold + w, queue), daemon=True)
+        for w in range(args.workers)]
+    for w in workers:
+        w.start()
+    import keras
+
+    from model.networks import build_model
+    from .configs import training_config
+    from .device import training_precision
+    from .losses import bce_dice_loss
+
+    tcfg, log = training_config(NAME), partial(print, f"[fold {fold}]", flush=True)
+    keras.utils.set_random_seed(fold)
+    with training_precision() as (device, policy):
+        config = fold_config(args.base_filters)
+        model = build_model(config)
+        model.compile(optimizer=keras.optimizers.Adam(tcfg["learning_rate"]),
+                      loss=partial(bce_dice_loss, pos_weight=tcfg.get("pos_weight", 1.0), dice=tcfg.get("dice", "batch")))
+        log(f"{device} {policy} {model.count_params()} parameters, {len(train_ids)} training patients")
+        total, step, t_mark, started, losses = args.max_steps, 0, None, time.time(), []
+        while step < total:
+            x, y = queue.get()
+            model.optimizer.learning_rate.assign(cosine_lr(step, total, tcfg["learning_rate"]))
+            losses.append(float(model.train_on_batch(x, y)))
+            step += 1
+            if step == 20:                      # compiled by now: time from here
+                t_mark = time.time()
+            if t_mark and step % 100 == 0:
+                rate = (time.time() - t_mark) / (step - 20)
+                total = min(total, planned_steps(step, rate, args.deadline - time.time(), args.max_steps))
+                log(f"step {step}/{total} loss {np.mean(losses[-100:]):.4f} {rate * 1000:.0f} ms/step "
+                    f"lr {float(model.optimizer.learning_rate.numpy()):.2e}")
+    weights = model.get_weights()
+    config["training"] = {
+        "steps": step, "batch_size": args.batch_size, "learning_rate": tcfg["learning_rate"],
+        "schedule": "one cosine to 2%, step count set to the time budget", "seed": fold, "device": device,
+        "dtype_policy": policy, "pos_weight": tcfg.get("pos_weight", 1.0), "duration_s": round(time.time() - started, 1),
+        "train_patients": train_ids, "val_patients": [], "sampling_workers": args.workers,
+        "final_loss": round(float(np.mean(losses[-100:])), 4), "runner": "training.budget_cv"}
+    save_fold(args.out / f"fold{fold}.npz", config, weights)
+    log(f"done: {step} steps in {config['training']['duration_s']} s")
+    for w in workers:
+        w.terminate()
+
+
+def save_fold(path: Path, config: dict, weights: list[np.ndarray]) -> None:
+    """A trained fold as one .npz: its config (``meta``, JSON bytes) and its weights in layer order as
+    float16 (half the size: the GPU machine returns at most 64 MB)."""
+    np.savez(path, meta=np.frombuffer(json.dumps(config).encode(), np.uint8),
+             **{f"w{i:03d}": w.astype(np.float16) for i, w in enumerate(weights)})
+
+
+def train_all(args) -> None:
+    """One process per fold (the GPU is shared; each JAX process takes only the memory it needs)."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "OMP_NUM_THREADS": "1"}
+    deadline = time.time() + args.budget_s
+    common = [sys.executable, "-m", "training.budget_cv", "train", "--packed", str(args.packed), "--out", str(args.out),
+              "--base-filters", str(args.base_filters), "--batch-size", str(args.batch_size), "--max-steps",
+              str(args.max_steps), "--workers", str(args.workers), "--deadline", str(deadline)]
+    procs = [subprocess.Popen(common + ["--fold", str(i)], env=env) for i in args.folds]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise SystemExit(f"fold exit codes {codes}")
+
+
+def unpack(trained: Path, runs: Path) -> None:
+    """Turn OUT/fold{i}.npz into RUNS/cv/unet/fold{i}/unet.{weights.h5,json} (float32 again)."""
+    from model.networks import build_model
+
+    for path in sorted(trained.glob("fold*.npz")):
+        blob = np.load(path)
+        config = json.loads(bytes(blob["meta"]).decode())
+        model = build_model(config)
+        model.set_weights([blob[k].astype(np.float32) for k in sorted(blob.files) if k != "meta"])
+        fold_dir = runs / "cv" / NAME / path.stem
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        model.save_weights(fold_dir / f"{NAME}.weights.h5")
+        (fold_dir / f"{NAME}.json").write_text(json.dumps(config, indent=2))
+        print(f"{fold_dir}: {config['training']['steps']} steps")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pack")
+    p.add_argument("--data", default="../shared/data/ct-ich", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--cache", default="runs/cache", type=Path)
+    t = sub.add_parser("train")
+    t.add_argument("--packed", required=True, type=Path)
+    t.add_argument("--out", required=True, type=Path)
+    t.add_argument("--base-filters", type=int, default=24)
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--max-steps", type=int, default=8000)
+    t.add_argument("--budget-s", type=float, default=420.0, help="wall-clock seconds for all folds together")
+    t.add_argument("--workers", type=int, default=3, help="sampling processes per fold")
+    t.add_argument("--folds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2, 3, 4])
+    t.add_argument("--fold", type=int, default=None, help=argparse.SUPPRESS)
+    t.add_argument("--deadline", type=float, default=None, help=argparse.SUPPRESS)
+    u = sub.add_parser("unpack")
+    u.add_argument("--trained", required=True, type=Path)
+    u.add_argument("--runs", required=True, type=Path)
+    args = ap.parse_args(argv)
+    if args.cmd == "pack":
+        pack(args.data, args.out, args.cache)
+    elif args.cmd == "unpack":
+        unpack(args.trained, args.runs)
+    elif args.fold is not None:
+        train_fold(args, args.fold)
+    else:
+        train_all(args)
+
+
+if __name__ == "__main__":
+    main()
