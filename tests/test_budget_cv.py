@@ -71,3 +71,36 @@ def test_a_fold_trains_in_parallel_processes_and_unpacks_into_loadable_weights(t
     assert len(returned) == len(model.get_weights())
     for w, r in zip(model.get_weights(), returned):     # float32 again, equal to the float16 that travelled
         assert w.dtype == np.float32 and np.array_equal(w, r.astype(np.float32))
+
+
+def test_a_weight_beyond_float16s_range_travels_as_float32(tmp_path):
+    from training.budget_cv import save_fold
+
+    kernel, variance = np.full((3, 3), 0.1, np.float32), np.array([2.0, 1e5], np.float32)
+    save_fold(tmp_path / "f.npz", {"name": "unet"}, [kernel, variance])
+    blob = np.load(tmp_path / "f.npz")
+    assert blob["w000"].dtype == np.float16                  # halved where it stays finite
+    assert blob["w001"].dtype == np.float32 and blob["w001"][1] == 1e5
+    assert json.loads(bytes(blob["meta"]).decode()) == {"name": "unet"}
+
+
+def test_an_overflowed_batch_norm_gets_the_statistics_of_its_input_back():
+    keras = pytest.importorskip("keras")
+    from training.budget_cv import restore_batch_norm
+
+    inp = keras.Input((8, 8, 2))
+    out = keras.layers.BatchNormalization(momentum=0.0, name="bn")(keras.layers.Conv2D(3, 3, padding="same")(inp))
+    out = keras.layers.BatchNormalization(momentum=0.0, name="bn2")(keras.layers.Conv2D(2, 3, padding="same")(out))
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(0).normal(3.0, 40.0, (4, 8, 8, 2)).astype(np.float32)
+    model(x, training=True)                     # momentum 0: the moving statistics are this batch's
+    layers = [model.get_layer("bn"), model.get_layer("bn2")]
+    truth = [(np.asarray(bn.moving_mean).copy(), np.asarray(bn.moving_variance).copy()) for bn in layers]
+    for bn, (mean, var) in zip(layers, truth):
+        bn.moving_mean.assign(mean + 1.0)
+        bn.moving_variance.assign(np.full(var.shape, np.inf, np.float32))
+    report = restore_batch_norm(model, ["bn", "bn2"], (b for b in [x]))   # a generator serves both layers
+    for bn, (mean, var) in zip(layers, truth):
+        assert np.allclose(np.asarray(bn.moving_variance), var, rtol=1e-4)
+        assert np.allclose(np.asarray(bn.moving_mean), mean, rtol=1e-4, atol=1e-4)
+    assert report["bn"]["mean_rel_diff_median"] > 0        # it reports how far the returned mean was

@@ -57,17 +57,22 @@ def load_packed(packed: Path, pids: list[str]):
                     (blob[f"{pid}_msk"] / 255.0).astype(np.float16)) for pid in pids]
 
 
-def sample_worker(packed: Path, pids: list[str], batch_size: int, seed: int, queue) -> None:
-    """Put batches (x float16 (B, H, W, C), y float16 (B, H, W, 1)) of the recipe's sampler on ``queue``."""
+def recipe_sampler(packed: Path, pids: list[str], batch_size: int, seed: int):
+    """The U-Net recipe's BalancedSampler over the packed patients ``pids``."""
     from .configs import model_config, training_config
     from .recipe import all_orientations, positive_fraction, window_jitter
     from .sampler import BalancedSampler
 
     config, tcfg = model_config(NAME), training_config(NAME)
-    sampler = BalancedSampler(load_packed(packed, pids), batch_size, config["context_slices"], seed,
-                              crop_size=None, lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
-                              window_jitter=window_jitter(tcfg, config), all_orientations=all_orientations(tcfg),
-                              paste_fraction=tcfg.get("paste_fraction", 0.0), positive_fraction=positive_fraction(tcfg))
+    return BalancedSampler(load_packed(packed, pids), batch_size, config["context_slices"], seed,
+                           crop_size=None, lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
+                           window_jitter=window_jitter(tcfg, config), all_orientations=all_orientations(tcfg),
+                           paste_fraction=tcfg.get("paste_fraction", 0.0), positive_fraction=positive_fraction(tcfg))
+
+
+def sample_worker(packed: Path, pids: list[str], batch_size: int, seed: int, queue) -> None:
+    """Put batches (x float16 (B, H, W, C), y float16 (B, H, W, 1)) of the recipe's sampler on ``queue``."""
+    sampler = recipe_sampler(packed, pids, batch_size, seed)
     while True:
         x, y = sampler.batch()
         queue.put((x.astype(np.float16), y.astype(np.float16)))
@@ -144,10 +149,15 @@ def train_fold(args, fold: int) -> None:
 
 
 def save_fold(path: Path, config: dict, weights: list[np.ndarray]) -> None:
-    """A trained fold as one .npz: its config (``meta``, JSON bytes) and its weights in layer order as
-    float16 (half the size: the GPU machine returns at most 64 MB)."""
+    """A trained fold as one .npz: its config (``meta``, JSON bytes) and its weights in layer order,
+    float16 where that keeps them finite (half the size: the GPU machine returns at most 64 MB), else
+    float32 (batch-norm variances can exceed float16's 65,504)."""
+    def compact(w):
+        with np.errstate(over="ignore"):
+            half = w.astype(np.float16)
+        return half if np.isfinite(half).all() else w.astype(np.float32)
     np.savez(path, meta=np.frombuffer(json.dumps(config).encode(), np.uint8),
-             **{f"w{i:03d}": w.astype(np.float16) for i, w in enumerate(weights)})
+             **{f"w{i:03d}": compact(w) for i, w in enumerate(weights)})
 
 
 def train_all(args) -> None:
@@ -164,8 +174,40 @@ def train_all(args) -> None:
         raise SystemExit(f"fold exit codes {codes}")
 
 
-def unpack(trained: Path, runs: Path) -> None:
-    """Turn OUT/fold{i}.npz into RUNS/cv/unet/fold{i}/unet.{weights.h5,json} (float32 again)."""
+def batch_norm_statistics(model, layer_name: str, batches) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance of the input of batch-norm layer ``layer_name``, averaged over
+    ``batches`` (x arrays) run through the net in training mode, as the layer's moving averages saw
+    them late in training (by then the weights hardly move)."""
+    import keras
+
+    probe = keras.Model(model.inputs, model.get_layer(layer_name).input)
+    means, variances = [], []
+    for x in batches:
+        a = np.asarray(probe([x], training=True), np.float64)
+        means.append(a.mean(axis=(0, 1, 2)))
+        variances.append(a.var(axis=(0, 1, 2)))
+    return np.mean(means, axis=0), np.mean(variances, axis=0)
+
+
+def restore_batch_norm(model, broken: list[str], batches) -> dict:
+    """Re-estimate the moving mean and variance of the batch-norm layers ``broken`` (their returned
+    statistics overflowed) on ``batches`` of the fold's training patients; the other weights stay."""
+    report, batches = {}, list(batches)       # every layer needs all of them
+    for name in broken:
+        layer = model.get_layer(name)
+        mean, var = batch_norm_statistics(model, name, batches)
+        returned_mean = np.asarray(layer.moving_mean)
+        layer.moving_mean.assign(mean.astype(np.float32))
+        layer.moving_variance.assign(var.astype(np.float32))
+        report[name] = {"mean_rel_diff_median": float(np.median(np.abs(mean - returned_mean) /
+                                                                 (np.abs(returned_mean) + 1e-6)))}
+    return report
+
+
+def unpack(trained: Path, runs: Path, packed: Path | None = None, n_batches: int = 50) -> None:
+    """Turn OUT/fold{i}.npz into RUNS/cv/unet/fold{i}/unet.{weights.h5,json} (float32 again). Batch-norm
+    layers whose returned statistics are not finite get them re-estimated on the fold's training
+    patients (``packed``; the run's seed + 10,000), recorded in the config's ``training``."""
     from model.networks import build_model
 
     for path in sorted(trained.glob("fold*.npz")):
@@ -173,11 +215,20 @@ def unpack(trained: Path, runs: Path) -> None:
         config = json.loads(bytes(blob["meta"]).decode())
         model = build_model(config)
         model.set_weights([blob[k].astype(np.float32) for k in sorted(blob.files) if k != "meta"])
+        broken = sorted({v.path.split("/")[0] for v in model.weights if not np.isfinite(np.asarray(v)).all()})
+        if broken:
+            if packed is None:
+                raise SystemExit(f"{path}: {broken} not finite; pass --packed to re-estimate them")
+            sampler = recipe_sampler(packed, config["training"]["train_patients"], config["training"]["batch_size"],
+                                     10_000 + int(config["training"]["seed"]))
+            config["training"]["batch_norm_reestimated"] = {
+                "layers": restore_batch_norm(model, broken, [sampler.batch()[0] for _ in range(n_batches)]),
+                "batches": n_batches, "why": "moving variance above float16's range in the returned file"}
         fold_dir = runs / "cv" / NAME / path.stem
         fold_dir.mkdir(parents=True, exist_ok=True)
         model.save_weights(fold_dir / f"{NAME}.weights.h5")
         (fold_dir / f"{NAME}.json").write_text(json.dumps(config, indent=2))
-        print(f"{fold_dir}: {config['training']['steps']} steps")
+        print(f"{fold_dir}: {config['training']['steps']} steps; re-estimated {broken or 'none'}")
 
 
 def main(argv=None) -> None:
@@ -201,11 +252,12 @@ def main(argv=None) -> None:
     u = sub.add_parser("unpack")
     u.add_argument("--trained", required=True, type=Path)
     u.add_argument("--runs", required=True, type=Path)
+    u.add_argument("--packed", type=Path, default=None, help="packed slices, to re-estimate overflowed batch norms")
     args = ap.parse_args(argv)
     if args.cmd == "pack":
         pack(args.data, args.out, args.cache)
     elif args.cmd == "unpack":
-        unpack(args.trained, args.runs)
+        unpack(args.trained, args.runs, args.packed)
     elif args.fold is not None:
         train_fold(args, args.fold)
     else:
