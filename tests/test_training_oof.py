@@ -6,7 +6,7 @@ import pytest
 from scipy import ndimage
 
 from tests.conftest import write_fold
-from training.oof import analyse, component_mask, cross_fitted, flip_averaged
+from training.oof import analyse, component_mask, cross_fitted, flip_averaged, frontier
 
 
 def test_core_rule_keeps_a_component_only_with_enough_confident_voxels():
@@ -31,6 +31,20 @@ def test_cross_fitting_scores_each_fold_with_the_choice_made_on_the_others():
     result = cross_fitted(table, patients, [p1, p2])
     assert result["chosen_per_fold"] == [list(p2), list(p1)]
     assert result["mean_dice"] == pytest.approx(0.2)
+
+
+def test_the_frontier_gives_the_best_dice_within_each_false_positive_cap():
+    truth, clean = np.ones((1, 2, 2), bool), np.zeros((1, 2, 2), bool)
+    patients = {"bleed": (0, None, truth), "clean1": (0, None, clean), "clean2": (1, None, clean)}
+    loose, mid, strict = (0.3, 0, None), (0.5, 0, None), (0.9, 0, None)
+    # Dice on the bleed; for the lesion-free patients 1 = a false-positive patient
+    table = {("bleed", loose): 0.9, ("clean1", loose): 1, ("clean2", loose): 1,
+             ("bleed", mid): 0.6, ("clean1", mid): 1, ("clean2", mid): 0,
+             ("bleed", strict): 0.1, ("clean1", strict): 0, ("clean2", strict): 0}
+    result = frontier(table, patients, [loose, mid, strict], caps=(0, 1, 2))
+    assert result["fp_at_most_0"] == {"mean_dice": 0.1, "false_positive_patients": 0, "point": list(strict)}
+    assert result["fp_at_most_1"]["mean_dice"] == 0.6 and result["fp_at_most_1"]["point"] == list(mid)
+    assert result["fp_at_most_2"]["mean_dice"] == 0.9
 
 
 def test_analyse_reports_the_ceiling_and_counts_false_positive_patients():

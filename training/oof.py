@@ -159,6 +159,19 @@ def cross_fitted(table: dict, patients: dict, points: list) -> dict:
             "false_positive_patients": int(sum(per_patient[p] for p in everyone if not patients[p][2].any()))}
 
 
+def frontier(table: dict, patients: dict, points: list, caps=(0, 1, 2, 3, 4, 6, 8)) -> dict:
+    """Best mean Dice over ``points`` with at most ``cap`` false-positive patients, for each cap, on all
+    patients at once (in-sample: optimistic, but on the same footing for every net): the trade-off
+    curve of bleeds against false lesions that a net offers its postprocessing."""
+    everyone, out = list(patients), {}
+    scored = [(pt, *score(table, patients, everyone, pt)[1:]) for pt in points]
+    for cap in caps:
+        ok = [(dice, fp, pt) for pt, dice, fp in scored if fp <= cap]
+        dice, fp, pt = max(ok, key=lambda t: t[0]) if ok else (0.0, 0, None)
+        out[f"fp_at_most_{cap}"] = {"mean_dice": dice, "false_positive_patients": fp, "point": list(pt) if pt else None}
+    return out
+
+
 def analyse(patients: dict, scale: float) -> dict:
     """Ceiling and cross-fitted rules for {pid: (fold, (Z,H,W) probabilities, (Z,H,W) bool truth)}."""
     ceiling = {}
@@ -168,7 +181,10 @@ def analyse(patients: dict, scale: float) -> dict:
         ceiling[f"threshold {thr}"] = {"mean_dice": d, "false_positive_patients": fp}
     out = {"no_postprocessing": ceiling}
     for rule, points in RULES.items():
-        out[f"{rule}_rule_cross_fitted"] = cross_fitted(outcome_table(patients, points, scale), patients, points)
+        table = outcome_table(patients, points, scale)
+        out[f"{rule}_rule_cross_fitted"] = cross_fitted(table, patients, points)
+        if rule == "size":
+            out["size_rule_frontier_in_sample"] = frontier(table, patients, points)
     return out
 
 
