@@ -127,3 +127,17 @@ def test_this_machine_reports_no_gpu_capability_without_a_gpu():
     assert cc is None or (isinstance(cc, tuple) and len(cc) == 2)
     if cc is None:
         assert choose_policy("auto")[0] == "cpu", keras.backend.backend()
+
+
+def test_model_card_states_the_scaling_measurement_when_there_is_one(tmp_path):
+    from training.report import scaling_line
+
+    assert scaling_line(tmp_path) == ""
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "unet_gpu_scale.json").write_text(json.dumps({"results": {
+        "scaled": {"mean_dice": 0.31, "bleeds_found": 17, "false_positive_patients": 4},
+        "runs_base (comparison)": {"mean_dice": 0.234, "bleeds_found": 11, "false_positive_patients": 2},
+        "paired_scaled_minus_runs_base": {"mean_dice": 0.077, "interval_95": [0.034, 0.126]}}}))
+    text = scaling_line(tmp_path)
+    assert "0.310 with 17 of 29 bleeds found and 4 of 31" in text and "0.234, 11 and 2" in text
+    assert "+0.077, 95% 0.034 to 0.126" in text
