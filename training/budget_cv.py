@@ -60,22 +60,17 @@ def load_packed(packed: Path, pids: list[str]):
                     (blob[f"{pid}_msk"] / 255.0).astype(np.float16)) for pid in pids]
 
 
-def recipe_sampler(packed: Path, pids: list[str], batch_size: int, seed: int):
-    """The U-Net recipe's BalancedSampler over the packed patients ``pids``."""
+def packed_sampler(packed: Path, pids: list[str], batch_size: int, seed: int):
+    """The U-Net recipe's sampler (training.recipe.recipe_sampler) over the packed patients ``pids``."""
     from .configs import model_config, training_config
-    from .recipe import all_orientations, positive_fraction, window_jitter
-    from .sampler import BalancedSampler
+    from .recipe import recipe_sampler
 
-    config, tcfg = model_config(NAME), training_config(NAME)
-    return BalancedSampler(load_packed(packed, pids), batch_size, config["context_slices"], seed,
-                           crop_size=None, lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
-                           window_jitter=window_jitter(tcfg, config), all_orientations=all_orientations(tcfg),
-                           paste_fraction=tcfg.get("paste_fraction", 0.0), positive_fraction=positive_fraction(tcfg))
+    return recipe_sampler(load_packed(packed, pids), model_config(NAME), training_config(NAME), seed, batch_size)
 
 
 def sample_worker(packed: Path, pids: list[str], batch_size: int, seed: int, queue) -> None:
     """Put batches (x float16 (B, H, W, C), y float16 (B, H, W, 1)) of the recipe's sampler on ``queue``."""
-    sampler = recipe_sampler(packed, pids, batch_size, seed)
+    sampler = packed_sampler(packed, pids, batch_size, seed)
     while True:
         x, y = sampler.batch()
         queue.put((x.astype(np.float16), y.astype(np.float16)))
@@ -104,8 +99,9 @@ def train_fold(args, fold: int) -> None:
     """Train one fold; writes OUT/fold{fold}.npz (see :func:`save_fold`)."""
     folds = json.loads((args.packed / "folds.json").read_text())["folds"]
     train_ids = sorted(p for f in folds for p in f if p not in folds[fold])
-    queue = mp.get_context("spawn").Queue(maxsize=4 * args.workers)
-    workers = [mp.get_context("spawn").Process(
+    spawn = mp.get_context("spawn")
+    queue = spawn.Queue(maxsize=4 * args.workers)
+    workers = [spawn.Process(
         target=sample_worker, args=(args.packed, train_ids, args.batch_size, 1000 * fold + w, queue), daemon=True)
         for w in range(args.workers)]
     for w in workers:
@@ -222,7 +218,7 @@ def unpack(trained: Path, runs: Path, packed: Path | None = None, n_batches: int
         if broken:
             if packed is None:
                 raise SystemExit(f"{path}: {broken} not finite; pass --packed to re-estimate them")
-            sampler = recipe_sampler(packed, config["training"]["train_patients"], config["training"]["batch_size"],
+            sampler = packed_sampler(packed, config["training"]["train_patients"], config["training"]["batch_size"],
                                      10_000 + int(config["training"]["seed"]))
             config["training"]["batch_norm_reestimated"] = {
                 "layers": restore_batch_norm(model, broken, [sampler.batch()[0] for _ in range(n_batches)]),

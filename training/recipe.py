@@ -64,3 +64,14 @@ def describe_sampling(tcfg: dict) -> str:
                   "(training.paste); "
                if (paste := tcfg.get("paste_fraction")) else "")
             + (f"{crop}x{crop} crops around a lesion pixel or inside the head" if crop else "whole slices"))
+
+
+def recipe_sampler(patients, config: dict, tcfg: dict, seed: int, batch_size: int | None = None):
+    """The recipe's BalancedSampler over ``patients`` (training.data.Patient) for model ``config`` and
+    training config ``tcfg``; ``batch_size`` overrides ``tcfg["batch_size"]``."""
+    from .sampler import BalancedSampler
+
+    return BalancedSampler(patients, int(batch_size or tcfg["batch_size"]), config["context_slices"], seed,
+                           crop_size=tcfg.get("crop_size"), lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
+                           window_jitter=window_jitter(tcfg, config), all_orientations=all_orientations(tcfg),
+                           paste_fraction=tcfg.get("paste_fraction", 0.0), positive_fraction=positive_fraction(tcfg))

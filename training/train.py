@@ -26,9 +26,8 @@ from model.postprocess import TYPICAL_PIXEL_MM2, TYPICAL_VOXEL_MM3  # noqa: E402
 from .configs import model_config, training_config  # noqa: E402
 from .data import Patient, load_dataset  # noqa: E402
 from .device import set_threads, training_precision  # noqa: E402
-from .recipe import (all_orientations, describe_augmentation, describe_loss, describe_sampling,  # noqa: E402
-                     positive_fraction, window_jitter)
-from .sampler import BalancedSampler, mine_hard_negatives, prefetch  # noqa: E402
+from .recipe import describe_augmentation, describe_loss, describe_sampling, recipe_sampler  # noqa: E402
+from .sampler import mine_hard_negatives, prefetch  # noqa: E402
 from .validate import grid_scale_for, validate  # noqa: E402
 
 
@@ -157,12 +156,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
         state = json.loads((ckpt_dir / "state.json").read_text())
         model.load_weights(ckpt_dir / "last.weights.h5")
         log(f"resumed {config['name']} from step {state['step']}")
-    jitter = window_jitter(tcfg, config)
-    sampler = BalancedSampler(train, tcfg["batch_size"], config["context_slices"], seed + state["step"],
-                              crop_size=crop, lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
-                              window_jitter=jitter, all_orientations=all_orientations(tcfg),
-                              paste_fraction=tcfg.get("paste_fraction", 0.0),
-                              positive_fraction=positive_fraction(tcfg))
+    sampler = recipe_sampler(train, config, tcfg, seed + state["step"])
     if "sampler_rng" in state:     # checkpoints written before these were stored reseed at seed + step
         sampler.rng.bit_generator.state = state["sampler_rng"]
         restore_seed_states(model, state["seed_states"])
@@ -217,7 +211,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
         "date": datetime.date.today().isoformat(), "loss": describe_loss(tcfg),
         "optimizer": "adam, cosine decay" + (" with warm restarts" if tcfg.get("lr_cycle_steps") else ""),
         "sampling": describe_sampling(tcfg),
-        "augmentation": describe_augmentation(jitter, sampler.all_orientations),
+        "augmentation": describe_augmentation(sampler.window_jitter, sampler.all_orientations),
     }
     # A model that never saw another orientation needs uploads turned into the PNGs' frame (model/orientation.py).
     config["orientation"] = "any" if sampler.all_orientations else "anterior_right"
