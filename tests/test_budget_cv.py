@@ -73,6 +73,17 @@ def test_a_fold_trains_in_parallel_processes_and_unpacks_into_loadable_weights(t
         assert w.dtype == np.float32 and np.array_equal(w, r.astype(np.float32))
 
 
+def test_the_packed_sampler_serves_whole_slices_even_for_a_cropping_recipe(tmp_path, monkeypatch):
+    """budget_cv builds and unpacks the net at the full 224x224 input: crops would not fit it."""
+    import training.configs
+    from training.budget_cv import packed_sampler
+
+    cropping = {**training.configs.training_config("unet"), "crop_size": 64}
+    monkeypatch.setattr(training.configs, "training_config", lambda name: cropping)
+    x, y = packed_sampler(_packed(tmp_path), ["001", "002"], 3, seed=0).batch()
+    assert x.shape[:3] == (3, 224, 224) and y.shape == (3, 224, 224, 1)
+
+
 def test_a_weight_beyond_float16s_range_travels_as_float32(tmp_path):
     from training.budget_cv import save_fold
 

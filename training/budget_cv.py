@@ -61,11 +61,14 @@ def load_packed(packed: Path, pids: list[str]):
 
 
 def packed_sampler(packed: Path, pids: list[str], batch_size: int, seed: int):
-    """The U-Net recipe's sampler (training.recipe.recipe_sampler) over the packed patients ``pids``."""
+    """The U-Net recipe's sampler (training.recipe.recipe_sampler) over the packed patients ``pids``, on
+    whole slices even where the recipe crops: this module builds, trains and unpacks the net at its full
+    input size."""
     from .configs import model_config, training_config
     from .recipe import recipe_sampler
 
-    return recipe_sampler(load_packed(packed, pids), model_config(NAME), training_config(NAME), seed, batch_size)
+    tcfg = {**training_config(NAME), "crop_size": None}
+    return recipe_sampler(load_packed(packed, pids), model_config(NAME), tcfg, seed, batch_size)
 
 
 def sample_worker(packed: Path, pids: list[str], batch_size: int, seed: int, queue) -> None:
