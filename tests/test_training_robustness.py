@@ -99,9 +99,10 @@ def test_a_crossfit_screen_chooses_each_folds_postprocessing_on_the_other_before
             "--only-folds", "0,1", "--out", str(tmp_path / "out")]
     with pytest.raises(SystemExit, match="exclude each other"):
         main(args + ["--crossfit", "size", "--postprocessing-from", str(tmp_path / "x.json")])
-    main(args + ["--crossfit", "size"])
+    main(args + ["--crossfit", "size", "--conditions", "exported"])
     report = json.loads((tmp_path / "out" / "unet_robustness.json").read_text())
     assert report["postprocessing"].startswith("cross-fitted on the other scored folds")
+    assert list(report["summary"]) == [Unchanged().name] and report["patients"] == ["002", "001"]
     for path in paths:
         assert json.loads(path.read_text())["metrics"]["cross_fitted"]["patients"] == 1   # the other fold's patient
 

@@ -140,6 +140,8 @@ CONDITIONS = (Unchanged(), *(Reexport(*w) for w in OTHER_WINDOWS), Jpeg(75), Jpe
               *(Reexport(*w, declared=True) for w in OTHER_WINDOWS))
 #: ``--conditions windows``: the other export windows, each undeclared and declared.
 WINDOW_CONDITIONS = (Unchanged(), *(Reexport(*w, declared) for w in OTHER_WINDOWS for declared in (False, True)))
+#: ``--conditions`` choices.
+CONDITION_SETS = {"all": CONDITIONS, "windows": WINDOW_CONDITIONS, "exported": (Unchanged(),)}
 #: How ``training.evaluate --view`` shows the test patients' slices.
 VIEWS = {"exported": Unchanged(), "radiological": Viewed()}
 
@@ -199,8 +201,9 @@ def main(argv=None) -> None:
                     help="first choose each scored fold's postprocessing on the other scored folds' test "
                          "patients (training.crossfit; rules e.g. size or size,area): fair to a recipe that "
                          "changes the net's calibration, unlike --postprocessing-from")
-    ap.add_argument("--conditions", choices=["all", "windows"], default="all",
-                    help="windows: only the other export windows, each as is and declared (--export-window)")
+    ap.add_argument("--conditions", choices=sorted(CONDITION_SETS), default="all",
+                    help="windows: only the other export windows, each as is and declared (--export-window); "
+                         "exported: only the PNGs as they are (a quick paired comparison of two runs)")
     ap.add_argument("--out", default="reports", type=Path)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
@@ -214,7 +217,7 @@ def main(argv=None) -> None:
         from .crossfit import choose_cross_fitted
         choose_cross_fitted(name, args.data, args.runs, folds, tuple(args.crossfit.split(",")), only=set(only))
     post = json.loads(args.postprocessing_from.read_text()) if args.postprocessing_from else None
-    conditions = WINDOW_CONDITIONS if args.conditions == "windows" else CONDITIONS
+    conditions = CONDITION_SETS[args.conditions]
     scores = score_conditions(name, args.data, args.runs, folds, only, conditions, postprocessing=post)
     summary = {cond: summarize_condition(pp) for cond, pp in scores.items()}
     report = {"model": name, "folds_scored": only, "patients": [pid for i in only for pid in folds[i]],
