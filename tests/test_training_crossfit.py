@@ -151,6 +151,16 @@ def test_model_card_states_each_models_cv_protocol(tmp_path):
     assert shipped_choice(tmp_path) == "unet and two_branch, the best on all 60 patients' out-of-fold predictions"
 
 
+def _two_folds_predicting(oof: dict, tmp_path, monkeypatch, tiny_training):
+    """Two trained folds (patients 0a, 0b | 1a, 1b) whose out-of-fold probabilities are ``oof``."""
+    import training.crossfit as crossfit
+
+    monkeypatch.setattr(crossfit, "oof_probabilities", lambda *a, **k: oof)
+    monkeypatch.setattr(crossfit, "grid_scale_for", lambda size: 1.0)
+    runs, cfg = tmp_path / "runs", tiny_training.model_config("unet")
+    return runs, [_write_fold(runs, k, cfg, []) for k in range(2)], [["0a", "0b"], ["1a", "1b"]]
+
+
 def test_the_core_rule_is_chosen_only_when_asked_for_and_better(tmp_path, monkeypatch, tiny_training):
     import training.crossfit as crossfit
 
@@ -162,11 +172,7 @@ def test_the_core_rule_is_chosen_only_when_asked_for_and_better(tmp_path, monkey
     fp[:, 1:7, 1:7] = 0.96                        # a lesion-free head: confident, but not >= 0.98
     no = np.zeros_like(lesion)
     oof = {f"{k}{c}": (k, p, t) for k in range(2) for c, p, t in (("a", prob, lesion), ("b", fp, no))}
-    monkeypatch.setattr(crossfit, "oof_probabilities", lambda *a, **k: oof)
-    monkeypatch.setattr(crossfit, "grid_scale_for", lambda size: 1.0)
-    runs, cfg = tmp_path / "runs", tiny_training.model_config("unet")
-    paths = [_write_fold(runs, k, cfg, []) for k in range(2)]
-    folds = [["0a", "0b"], ["1a", "1b"]]
+    runs, paths, folds = _two_folds_predicting(oof, tmp_path, monkeypatch, tiny_training)
 
     size_only = crossfit.choose_cross_fitted("unet", tmp_path, runs, folds)["pooled"]
     assert "core_threshold" not in size_only and size_only["false_positive_patients"] == 2
@@ -176,6 +182,32 @@ def test_the_core_rule_is_chosen_only_when_asked_for_and_better(tmp_path, monkey
     assert post["core_threshold"] >= 0.98 and post["min_lesion_pixels"] == 0 and post["min_core_pixels"] >= 0
     with pytest.raises(SystemExit, match="unknown postprocessing rules"):
         crossfit.choose_cross_fitted("unet", tmp_path, runs, folds, ("sizes",))
+
+
+def test_a_false_positive_share_limit_overrides_the_selection_score(tmp_path, monkeypatch, tiny_training):
+    import training.crossfit as crossfit
+
+    lesion = np.zeros((2, 8, 8), bool)
+    lesion[:, 2:6, 2:6] = True
+    faint = lesion * np.float32(0.6)              # a bleed and a false lesion alike: no rule parts them
+    no = np.zeros_like(lesion)
+    oof = {f"{k}{c}": (k, faint, t) for k in range(2) for c, t in (("a", lesion), ("b", no))}
+    runs, paths, folds = _two_folds_predicting(oof, tmp_path, monkeypatch, tiny_training)
+
+    scored = crossfit.choose_cross_fitted("unet", tmp_path, runs, folds)["pooled"]
+    # the selection score (Dice - 0.25 x FP share) keeps the bleed and its false twin ...
+    assert scored["mean_dice"] == 1.0 and scored["false_positive_patients"] == 2 and scored["threshold"] < 0.6
+    limited = crossfit.choose_cross_fitted("unet", tmp_path, runs, folds, max_fp_share=2 / 31)
+    # ... under the target's 2 of 31 both go, in every fold
+    for choice in limited["fold_choices"] + [limited["pooled"]]:
+        assert choice["false_positive_patients"] == 0 and choice["mean_dice"] == 0.0
+        assert choice["threshold"] > 0.6 or choice["min_lesion_pixels"] > 32       # 32 voxels each
+        assert choice["max_fp_share"] == pytest.approx(2 / 31)
+    written = json.loads(paths[1].read_text())
+    assert written["threshold"] > 0.6 or written["postprocess"]["min_lesion_pixels"] > 32
+    # a limit the false lesions fit under leaves the better-Dice point
+    loose = crossfit.choose_cross_fitted("unet", tmp_path, runs, folds, max_fp_share=1.0)["pooled"]
+    assert loose["mean_dice"] == 1.0 and loose["false_positive_patients"] == 2
 
 
 def test_set_postprocessing_switches_between_the_rules():
@@ -212,11 +244,7 @@ def test_the_area_rule_is_chosen_when_it_clears_a_thin_false_lesion(tmp_path, mo
     rod[:, 1:6, 1:6] = True                       # a lesion-free head's thin false lesion: 300 voxels
     oof = {f"{k}{c}": (k, m.astype(np.float32), t) for k in range(2)
            for c, m, t in (("a", lesion, lesion), ("b", rod, np.zeros_like(lesion)))}
-    monkeypatch.setattr(crossfit, "oof_probabilities", lambda *a, **k: oof)
-    monkeypatch.setattr(crossfit, "grid_scale_for", lambda size: 1.0)
-    runs, cfg = tmp_path / "runs", tiny_training.model_config("unet")
-    paths = [_write_fold(runs, k, cfg, []) for k in range(2)]
-    folds = [["0a", "0b"], ["1a", "1b"]]
+    runs, paths, folds = _two_folds_predicting(oof, tmp_path, monkeypatch, tiny_training)
     both = crossfit.choose_cross_fitted("unet", tmp_path, runs, folds, ("size", "area"))["pooled"]
     assert 25 < both["min_lesion_area_pixels"] <= 144          # no size limit separates 288 from 300
     assert both["mean_dice"] == 1.0 and both["false_positive_patients"] == 0

@@ -6,6 +6,7 @@ import pytest
 from scipy import ndimage
 
 import training.lesion_classifier as lc
+from training.validate import selection_key
 
 
 def test_component_features_of_a_block_are_its_size_shape_confidence_and_intensity():
@@ -94,11 +95,11 @@ def test_a_test_fold_never_enters_the_classifiers_that_score_it(monkeypatch):
 
 
 def test_the_constrained_choice_takes_the_best_dice_within_the_false_positive_share():
-    many_fp = lc.selection_key([0.9], fp_patients=3, negatives=25, max_fp_share=2 / 31)
-    few_fp = lc.selection_key([0.5], fp_patients=1, negatives=25, max_fp_share=2 / 31)
-    none_fp = lc.selection_key([0.4], fp_patients=0, negatives=25, max_fp_share=2 / 31)
+    many_fp = selection_key([0.9], fp_patients=3, negatives=25, max_fp_share=2 / 31)
+    few_fp = selection_key([0.5], fp_patients=1, negatives=25, max_fp_share=2 / 31)
+    none_fp = selection_key([0.4], fp_patients=0, negatives=25, max_fp_share=2 / 31)
     assert few_fp > none_fp > many_fp
     # no point within the share: the fewest false positives
-    assert lc.selection_key([0.1], 3, 25, 0.0) > lc.selection_key([0.9], 4, 25, 0.0)
+    assert selection_key([0.1], 3, 25, 0.0) > lc.selection_key([0.9], 4, 25, 0.0)
     # unconstrained: the selection score, which prefers 0.9 with 3 false positives here
-    assert lc.selection_key([0.9], 3, 25, None) > lc.selection_key([0.5], 1, 25, None)
+    assert selection_key([0.9], 3, 25, None) > lc.selection_key([0.5], 1, 25, None)

@@ -3,7 +3,8 @@
 A fold trained on all of its training patients (``fold_validation_fraction`` 0 in
 ``training.configs``, as the shipped model is trained on all 60) has no validation patients to
 choose its postprocessing on. Instead, fold k's rule is the best
-``training.validate.selection_score`` over the grids of ``training.oof`` named in ``rules``
+``training.validate.selection_score`` (or, with ``max_fp_share``, the highest mean Dice within
+that false-positive share) over the grids of ``training.oof`` named in ``rules``
 (``size``, the default: threshold x minimum lesion size; ``core``: threshold 0.5 x minimum
 voxels above a core threshold; ``area``: the size rule x minimum largest cross-section; see
 ``model.postprocess``) on the out-of-fold predictions of
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from .configs import model_config
 from .oof import RULES, oof_probabilities, outcome_table, score
-from .validate import grid_scale_for
+from .validate import grid_scale_for, selection_key
 
 POOLED = "all patients' out-of-fold predictions (training.crossfit)"   # the report's "chosen_on"
 
@@ -37,20 +38,32 @@ def folds_without_validation(name: str, runs: Path, n_folds: int) -> bool:
                for p in paths)
 
 
-def best_point(table: dict, patients: dict, pids: list[str], points: list) -> tuple[tuple, dict]:
-    """The grid point with the highest selection score on ``pids`` and its (score, Dice, FP)."""
-    best = max(points, key=lambda pt: score(table, patients, pids, pt)[0])
+def best_point(table: dict, patients: dict, pids: list[str], points: list,
+               max_fp_share: float | None = None) -> tuple[tuple, dict]:
+    """The best grid point on ``pids`` by ``training.validate.selection_key`` (max_fp_share None:
+    the selection score; set: the highest mean Dice flagging at most that share of the lesion-free
+    patients) and its (score, Dice, FP)."""
+    positive = [p for p in pids if patients[p][2].any()]
+    negative = sorted(set(pids) - set(positive))
+
+    def key(pt):
+        fp = int(sum(table[p, pt] for p in negative))
+        return selection_key([table[p, pt] for p in positive], fp, len(negative), max_fp_share)
+
+    best = max(points, key=key)
     sel, dice, fp = score(table, patients, pids, best)
     return best, {"selection_score": sel, "mean_dice": dice, "false_positive_patients": fp,
-                  "patients": len(pids)}
+                  "patients": len(pids), "max_fp_share": max_fp_share}
 
 
 def choose_cross_fitted(name: str, data: Path, runs: Path, folds: list[list[str]],
-                        rules: tuple[str, ...] = ("size",), only: set[int] | None = None) -> dict:
+                        rules: tuple[str, ...] = ("size",), only: set[int] | None = None,
+                        max_fp_share: float | None = None) -> dict:
     """Write each fold's cross-fitted threshold / min_lesion_pixels into its NAME.json.
 
     ``only``: the folds to use (a screen of a few trained folds: each is then chosen on the other
-    screened folds' test patients); default all. Returns {"fold_choices": [...] in fold order,
+    screened folds' test patients); default all. ``max_fp_share``: choose under that false-positive
+    share (``best_point``) instead of by the selection score. Returns {"fold_choices": [...] in fold order,
     "pooled": {"threshold", "min_lesion_pixels", ...}}.
     """
     from .train import set_postprocessing
@@ -68,7 +81,7 @@ def choose_cross_fitted(name: str, data: Path, runs: Path, folds: list[list[str]
     choices = []
     for k in used:
         others = [p for p, (fold, _, _) in patients.items() if fold != k]
-        point, on_others = best_point(table, patients, others, points)
+        point, on_others = best_point(table, patients, others, points, max_fp_share)
         path = fold_config_path(runs, name, k)
         cfg = json.loads(path.read_text())
         set_postprocessing(cfg, *point)
@@ -78,7 +91,7 @@ def choose_cross_fitted(name: str, data: Path, runs: Path, folds: list[list[str]
         choices.append({**rule_fields(point), **on_others})
         print(f"fold {k}: cross-fitted {describe(point)} (on {len(others)} patients: Dice "
               f"{on_others['mean_dice']:.3f}, {on_others['false_positive_patients']} FP)", flush=True)
-    point, on_all = best_point(table, patients, list(patients), points)
+    point, on_all = best_point(table, patients, list(patients), points, max_fp_share)
     return {"fold_choices": choices, "pooled": {**rule_fields(point), **on_all}}
 
 

@@ -161,7 +161,8 @@ def choose_postprocessing(name: str, args, folds: list[list[str]]) -> dict | Non
 
     if folds_without_validation(name, args.runs, args.folds):
         rules = tuple(args.crossfit_rules.split(","))
-        pooled = choose_cross_fitted(name, args.data, args.runs, folds, rules)["pooled"]
+        pooled = choose_cross_fitted(name, args.data, args.runs, folds, rules,
+                                     max_fp_share=args.max_fp_share)["pooled"]
         return {**pooled, "chosen_on": POOLED}
     if args.rechoose_postprocessing:
         rechoose_postprocessing(name, args.data, args.runs, args.folds)
@@ -195,6 +196,9 @@ def main(argv=None) -> None:
     ap.add_argument("--crossfit-rules", default="size",
                     help="for folds trained without validation: the postprocessing rules to choose from, "
                          "size, core and/or area (comma-separated; see training/crossfit.py)")
+    ap.add_argument("--max-fp-share", type=float, default=None,
+                    help="cross-fitted choice: the highest mean Dice flagging at most this share of the "
+                         "lesion-free patients (the target's 2 of 31: 0.0645) instead of the selection score")
     ap.add_argument("--view", default="exported", choices=sorted(VIEWS),
                     help="show the test patients' slices as exported (the PNGs' frame) or in the radiological "
                          "view (anterior up, as viewers export them); the pipeline finds the orientation itself")

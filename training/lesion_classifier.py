@@ -32,7 +32,7 @@ from .data import dataset_folds, load_dataset
 from .device import set_threads
 from .head_geometry import location_maps
 from .oof import ensemble_oof_probabilities, grid_voxels_covering
-from .validate import grid_scale_for, selection_score
+from .validate import grid_scale_for, selection_key
 
 FEATURES = ("log10_voxels", "log10_largest_cross_section_pixels", "slices", "compactness",
             "max_probability", "mean_probability", "fraction_above_0.9", "mean_intensity")
@@ -137,20 +137,6 @@ def scored(table: dict, fold_of: dict, test_folds: set, exclude: set, threshold:
     train = [p for p in table if fold_of[p] not in test_folds | exclude]
     model = fit_on(table, train, threshold)
     return {p: predict_logistic(model, table[p][threshold]["features"]) for p in table if fold_of[p] in test_folds}
-
-
-def selection_key(pos: list[float], fp_patients: int, negatives: int, max_fp_share: float | None) -> tuple:
-    """Sort key of a (threshold, cutoff) on the selection patients, higher is better.
-
-    max_fp_share None: ``selection_score`` (Dice less 0.25 x the false-positive share). Set: the
-    highest mean Dice among points with a false-positive share <= max_fp_share (the target's
-    2 of 31 as a constraint); if no point meets it, the fewest false-positive patients.
-    """
-    if max_fp_share is None:
-        return (selection_score(pos, fp_patients, negatives),)
-    if fp_patients <= max_fp_share * negatives + 1e-9:
-        return (1, float(np.mean(pos)) if pos else 0.0)
-    return (0, -fp_patients)
 
 
 def evaluate(table: dict, fold_of: dict, truth_voxels: dict, max_fp_share: float | None = None) -> dict:

@@ -53,6 +53,20 @@ def selection_score(pos_dice: list[float], fp_patients: int, negatives: int) -> 
     return dice_part - FP_PENALTY * (fp_patients / negatives if negatives else 0.0)
 
 
+def selection_key(pos: list[float], fp_patients: int, negatives: int, max_fp_share: float | None) -> tuple:
+    """Sort key of a (threshold, cutoff) or postprocessing grid point on the selection patients, higher is better.
+
+    max_fp_share None: ``selection_score`` (Dice less 0.25 x the false-positive share). Set: the
+    highest mean Dice among points with a false-positive share <= max_fp_share (the target's
+    2 of 31 as a constraint); if no point meets it, the fewest false-positive patients.
+    """
+    if max_fp_share is None:
+        return (selection_score(pos, fp_patients, negatives),)
+    if fp_patients <= max_fp_share * negatives + 1e-9:
+        return (1, float(np.mean(pos)) if pos else 0.0)
+    return (0, -fp_patients)
+
+
 def choose_postprocessing(probs: list[np.ndarray], truths: list[np.ndarray], grid_scale: float) -> dict:
     """Grid search of threshold x minimum component size on validation patients.
 
