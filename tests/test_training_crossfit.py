@@ -298,3 +298,18 @@ def test_a_train_fraction_trains_each_fold_on_a_stratified_share_of_its_patients
     assert calls == first                                   # seeded: the same subsets again
     evaluate.train_folds("unet", tmp_path, folds, tmp_path / "runs3", seed=0)
     assert len(calls[-1]) == 16                             # default: every patient outside the test fold
+
+
+def test_the_false_positive_limit_comes_from_the_model_config_unless_asked(monkeypatch):
+    import training.configs as configs
+    from training.crossfit import fp_share_arg, resolve_max_fp_share
+
+    monkeypatch.setitem(configs.TRAINING, "unet", {**configs.TRAINING["unet"], "crossfit_max_fp_share": 0.0645})
+    monkeypatch.setitem(configs.TRAINING, "two_branch",
+                        {k: v for k, v in configs.TRAINING["two_branch"].items() if k != "crossfit_max_fp_share"})
+    assert resolve_max_fp_share("unet", None) == 0.0645
+    assert resolve_max_fp_share("two_branch", None) is None             # the selection score
+    assert resolve_max_fp_share("unet", fp_share_arg("off")) is None
+    assert resolve_max_fp_share("unet", fp_share_arg("0.1")) == 0.1
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        fp_share_arg("2")

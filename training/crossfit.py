@@ -20,11 +20,33 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .configs import model_config
+from .configs import model_config, training_config
 from .oof import RULES, oof_probabilities, outcome_table, score
 from .validate import grid_scale_for, selection_key
 
 POOLED = "all patients' out-of-fold predictions (training.crossfit)"   # the report's "chosen_on"
+
+
+OFF = "off"
+
+
+def fp_share_arg(value: str) -> str | float:
+    """argparse type of ``--max-fp-share``: a share in [0, 1], or "off" (the selection score)."""
+    if value == OFF:
+        return OFF
+    share = float(value)
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"a false-positive share is between 0 and 1, not {share}")
+    return share
+
+
+def resolve_max_fp_share(name: str, asked: str | float | None) -> float | None:
+    """The false-positive share the cross-fitted choice of ``name`` is made under: ``asked`` if
+    given ("off": none, the selection score), else the model's ``crossfit_max_fp_share`` in
+    ``training.configs`` (None there: the selection score)."""
+    if asked is None:
+        return training_config(name).get("crossfit_max_fp_share")
+    return None if asked == OFF else float(asked)
 
 
 def fold_config_path(runs: Path, name: str, fold: int) -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .configs import model_config, training_config
+from .crossfit import POOLED, choose_cross_fitted, folds_without_validation, fp_share_arg, resolve_max_fp_share
 from .device import set_threads
 from .data import (PNG_WINDOW_HU, dataset_folds, load_dataset, load_patient_png, read_index, stratified_subset,
                    split_validation)
@@ -157,12 +158,10 @@ def summarize_cv(per_patient: dict) -> dict:
 def choose_postprocessing(name: str, args, folds: list[list[str]]) -> dict | None:
     """Folds trained without a validation split get a cross-fitted choice (training.crossfit) and
     the shipped model the pooled one, returned; others keep their own (optionally re-chosen)."""
-    from .crossfit import POOLED, choose_cross_fitted, folds_without_validation
-
     if folds_without_validation(name, args.runs, args.folds):
         rules = tuple(args.crossfit_rules.split(","))
         pooled = choose_cross_fitted(name, args.data, args.runs, folds, rules,
-                                     max_fp_share=args.max_fp_share)["pooled"]
+                                     max_fp_share=resolve_max_fp_share(name, args.max_fp_share))["pooled"]
         return {**pooled, "chosen_on": POOLED}
     if args.rechoose_postprocessing:
         rechoose_postprocessing(name, args.data, args.runs, args.folds)
@@ -196,9 +195,10 @@ def main(argv=None) -> None:
     ap.add_argument("--crossfit-rules", default="size",
                     help="for folds trained without validation: the postprocessing rules to choose from, "
                          "size, core and/or area (comma-separated; see training/crossfit.py)")
-    ap.add_argument("--max-fp-share", type=float, default=None,
+    ap.add_argument("--max-fp-share", type=fp_share_arg, default=None,
                     help="cross-fitted choice: the highest mean Dice flagging at most this share of the "
-                         "lesion-free patients (the target's 2 of 31: 0.0645) instead of the selection score")
+                         "lesion-free patients (the target's 2 of 31: 0.0645), or 'off' for the selection "
+                         "score; default: the model's crossfit_max_fp_share in training/configs.py")
     ap.add_argument("--view", default="exported", choices=sorted(VIEWS),
                     help="show the test patients' slices as exported (the PNGs' frame) or in the radiological "
                          "view (anterior up, as viewers export them); the pipeline finds the orientation itself")

@@ -26,6 +26,7 @@ from PIL import Image
 from model.orientation import quarter_turns
 from model.preprocess import Window
 
+from .crossfit import choose_cross_fitted, fp_share_arg, resolve_max_fp_share
 from .data import PNG_WINDOW_HU, dataset_folds, load_patient_png, read_index
 from .device import set_threads
 
@@ -201,8 +202,9 @@ def main(argv=None) -> None:
                     help="first choose each scored fold's postprocessing on the other scored folds' test "
                          "patients (training.crossfit; rules e.g. size or size,area): fair to a recipe that "
                          "changes the net's calibration, unlike --postprocessing-from")
-    ap.add_argument("--max-fp-share", type=float, default=None,
-                    help="with --crossfit: choose under this false-positive share (training.crossfit)")
+    ap.add_argument("--max-fp-share", type=fp_share_arg, default=None,
+                    help="with --crossfit: choose under this false-positive share, or 'off' (default: the "
+                         "model's crossfit_max_fp_share; training.crossfit)")
     ap.add_argument("--conditions", choices=sorted(CONDITION_SETS), default="all",
                     help="windows: only the other export windows, each as is and declared (--export-window); "
                          "exported: only the PNGs as they are (a quick paired comparison of two runs)")
@@ -216,9 +218,8 @@ def main(argv=None) -> None:
     if args.crossfit and args.postprocessing_from:
         raise SystemExit("--crossfit and --postprocessing-from exclude each other")
     if args.crossfit:
-        from .crossfit import choose_cross_fitted
         choose_cross_fitted(name, args.data, args.runs, folds, tuple(args.crossfit.split(",")), only=set(only),
-                           max_fp_share=args.max_fp_share)
+                            max_fp_share=resolve_max_fp_share(name, args.max_fp_share))
     post = json.loads(args.postprocessing_from.read_text()) if args.postprocessing_from else None
     conditions = CONDITION_SETS[args.conditions]
     scores = score_conditions(name, args.data, args.runs, folds, only, conditions, postprocessing=post)
