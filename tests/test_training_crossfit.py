@@ -151,6 +151,21 @@ def test_model_card_states_each_models_cv_protocol(tmp_path):
     assert shipped_choice(tmp_path) == "unet and two_branch, the best on all 60 patients' out-of-fold predictions"
 
 
+def test_model_card_states_a_false_positive_limit_on_the_choice(tmp_path):
+    from training.report import protocol_lines, shipped_choice
+
+    pooled = "all patients' out-of-fold predictions (training.crossfit)"
+    (tmp_path / "unet_cv.json").write_text(json.dumps({"chosen": {"chosen_on": pooled, "max_fp_share": 0.0645}}))
+    (tmp_path / "two_branch_cv.json").write_text(json.dumps({"chosen": {"chosen_on": pooled}}))
+    unet, two_branch = protocol_lines(tmp_path).splitlines()
+    assert unet.startswith("- unet: each fold trains on all of its 48 patients")
+    assert "highest mean Dice among those flagging at most 6.5% of the lesion-free patients" in unet
+    assert two_branch.startswith("- two_branch:") and "best-scoring point" in two_branch and "6.5%" not in two_branch
+    assert shipped_choice(tmp_path) == ("unet, the best on all 60 patients' out-of-fold predictions flagging at most "
+                                        "6.5% of the lesion-free patients; two_branch, the best on all 60 patients' "
+                                        "out-of-fold predictions")
+
+
 def _two_folds_predicting(oof: dict, tmp_path, monkeypatch, tiny_training):
     """Two trained folds (patients 0a, 0b | 1a, 1b) whose out-of-fold probabilities are ``oof``."""
     import training.crossfit as crossfit

@@ -59,6 +59,8 @@ CROSS_FITTED = ("each fold trains on all of its 48 patients for the fixed step c
                 "model does on all 60, and its threshold / size is the best-scoring point of the grid on the "
                 "other four folds' out-of-fold predictions (cross-fitted: `training.crossfit`; the test fold's "
                 "own patients never influence it)")
+LIMITED = ("best-scoring point", "point with the highest mean Dice among those flagging at most {share} of the "
+           "lesion-free patients (the target's 2 of 31)")
 HELD_OUT = ("each fold holds out 20% of its patients for early stopping (the best-scoring checkpoint) and "
             "for the choice (of the checkpoint's threshold / size grid, the point nearest a threshold of 0.5 "
             "within 0.02 of its best score)")
@@ -70,25 +72,39 @@ def cross_fitted(report: dict) -> bool:
     return (report.get("chosen") or {}).get("chosen_on") == POOLED
 
 
-def _by_protocol(reports: Path) -> list[tuple[bool, str]]:
-    """(cross-fitted?, "unet and two_branch") per CV protocol in use, cross-fitted first."""
-    groups: dict[bool, list[str]] = {}
+def fp_limit(report: dict) -> float | None:
+    """The false-positive share a cross-fitted choice was made under (None: the selection score)."""
+    return (report.get("chosen") or {}).get("max_fp_share")
+
+
+def _by_protocol(reports: Path) -> list[tuple[bool, float | None, str]]:
+    """(cross-fitted?, false-positive limit, "unet and two_branch") per CV protocol in use, cross-fitted first."""
+    groups: dict[tuple, list[str]] = {}
     for name, r in cv_reports(reports).items():
         if r is not None:
-            groups.setdefault(cross_fitted(r), []).append(name)
-    return [(crossfit, " and ".join(names)) for crossfit, names in sorted(groups.items(), reverse=True)]
+            groups.setdefault((cross_fitted(r), fp_limit(r) or 0.0), []).append(name)
+    return [(crossfit, limit or None, " and ".join(names))
+            for (crossfit, limit), names in sorted(groups.items(), reverse=True)]
 
 
 def protocol_lines(reports: Path) -> str:
     """One bullet per CV protocol in use: how those models' folds trained and chose postprocessing."""
-    return "\n".join(f"- {names}: {CROSS_FITTED if crossfit else HELD_OUT}." for crossfit, names in _by_protocol(reports))
+    def text(crossfit: bool, limit: float | None) -> str:
+        if not crossfit:
+            return HELD_OUT
+        return CROSS_FITTED if limit is None else CROSS_FITTED.replace(LIMITED[0], LIMITED[1].format(share=f"{limit:.1%}"))
+    return "\n".join(f"- {names}: {text(crossfit, limit)}." for crossfit, limit, names in _by_protocol(reports))
 
 
 def shipped_choice(reports: Path) -> str:
     """How each shipped model's threshold / minimum size was chosen from its CV report."""
-    how = {True: "the best on all 60 patients' out-of-fold predictions",
-           False: "the median of the five folds' validation choices"}
-    return "; ".join(f"{names}, {how[crossfit]}" for crossfit, names in _by_protocol(reports)) or "not cross-validated"
+    def how(crossfit: bool, limit: float | None) -> str:
+        if not crossfit:
+            return "the median of the five folds' validation choices"
+        under = f" flagging at most {limit:.1%} of the lesion-free patients" if limit is not None else ""
+        return f"the best on all 60 patients' out-of-fold predictions{under}"
+    return "; ".join(f"{names}, {how(crossfit, limit)}" for crossfit, limit, names in _by_protocol(reports)) \
+        or "not cross-validated"
 
 
 def _cycles(t: dict) -> str:
@@ -180,7 +196,7 @@ hemorrhage masks by two radiologists (all subtypes merged). 29 patients have hem
 ## Cross-validation (5 folds, split by patient, stratified by has-hemorrhage)
 Each fold trains on the other four folds' patients and chooses its threshold and minimum lesion size by
 the selection score (mean per-patient Dice on hemorrhage patients minus 0.25 x the share of lesion-free
-patients with a false positive):
+patients with a false positive) or, where a limit is stated, by mean Dice under that false-positive limit:
 
 {protocols}
 
