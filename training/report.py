@@ -51,7 +51,7 @@ def scaling_line(reports: Path) -> str:
     return (f" More network and training lift it: the U-Net 3x wider and trained on ~3x the samples (~27x the compute, on a GPU) scored "
             f"{_fmt(big['mean_dice'])} with {big['bleeds_found']} of 29 bleeds found and {big['false_positive_patients']} "
             f"of 31 false-positive patients, against {_fmt(base['mean_dice'])}, {base['bleeds_found']} and "
-            f"{base['false_positive_patients']} for the shipped size (paired +{paired['mean_dice']:.3f}, 95% {lo:.3f} to "
+            f"{base['false_positive_patients']} for the base-8 recipe retrained on this CPU (paired +{paired['mean_dice']:.3f}, 95% {lo:.3f} to "
             f"{hi:.3f}; `reports/experiments/unet_gpu_scale.json`), but it does not train in 2 hours on this CPU.")
 
 
@@ -59,8 +59,8 @@ CROSS_FITTED = ("each fold trains on all of its 48 patients for the fixed step c
                 "model does on all 60, and its threshold / size is the best-scoring point of the grid on the "
                 "other four folds' out-of-fold predictions (cross-fitted: `training.crossfit`; the test fold's "
                 "own patients never influence it)")
-LIMITED = ("best-scoring point", "point with the highest mean Dice among those flagging at most {share} of the "
-           "lesion-free patients (the target's 2 of 31)")
+LIMITED = ("best-scoring point of the grid", "point of the grid with the highest mean Dice among those flagging at "
+           "most {share} of the lesion-free patients (the target's 2 of 31)")
 HELD_OUT = ("each fold holds out 20% of its patients for early stopping (the best-scoring checkpoint) and "
             "for the choice (of the checkpoint's threshold / size grid, the point nearest a threshold of 0.5 "
             "within 0.02 of its best score)")
