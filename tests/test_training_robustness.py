@@ -120,3 +120,8 @@ def test_model_card_shows_the_measured_robustness_table(tmp_path):
     text = robustness_lines(tmp_path)
     assert "| window L40/W80 | 0.125 | 2 of 12 | 3 of 12 |" in text
     assert "folds 0, 3 (12 bleeds, 12 lesion-free)" in text
+    assert "measured for unet (`" in text                            # no recipe named: none claimed
+    (tmp_path / "unet_robustness.json").write_text(json.dumps(
+        {"command": "python -m training.robustness --model unet", "folds_scored": [0, 3], "summary": summary,
+         "recipe": "the base-8 recipe"}))
+    assert "measured for unet on the base-8 recipe (`" in robustness_lines(tmp_path)

@@ -234,7 +234,8 @@ Threshold and minimum lesion size: {shipped_choice}. Serving uses an ONNX export
   WIDTH`, form field `export_window`): the grey values are then read back as HU. Stated, L40/W100 and L50/W100
   gave the trained result back (0.232 and 0.234 against 0.234, 2 of 31 false-positive patients each); L40/W80,
   whose export clips at 80 HU, 0.182 with 8 bleeds found and 1 of 31, against 0.137 with 13 of 31 not stated
-  (the recipe's folds retrained with seeds 0-4; `reports/experiments/unet_export_window_declared.json`). Prefer
+  (the base-8 U-Net recipe's folds retrained with seeds 0-4; `reports/experiments/unet_export_window_declared.json`;
+  not yet re-measured for a base-16 U-Net). Prefer
   NIfTI or DICOM in Hounsfield units.{robustness}
 - The minimum lesion size in mm³ applies when spacing is known; it is the voxel count chosen by
   cross-validation times a typical 0.45 x 0.45 x 5 mm voxel (1.0125 mm³), since ct-ich does not record
@@ -266,7 +267,8 @@ def robustness_lines(reports: Path) -> str:
             continue
         r = json.loads(path.read_text())
         s = next(iter(r["summary"].values()))
-        lines += [f"- Other exports, measured for {name} (`{r['command']}`): held-out patients of CV folds "
+        recipe = f" on {r['recipe']}" if r.get("recipe") else ""
+        lines += [f"- Other exports, measured for {name}{recipe} (`{r['command']}`): held-out patients of CV folds "
                   f"{', '.join(map(str, r['folds_scored']))} ({s['hemorrhage_patients']} bleeds, "
                   f"{s['lesion_free_patients']} lesion-free), the same trained folds and postprocessing, "
                   "the PNGs re-exported as below:", "",
