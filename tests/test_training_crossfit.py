@@ -164,6 +164,9 @@ def test_model_card_states_a_false_positive_limit_on_the_choice(tmp_path):
     assert shipped_choice(tmp_path) == ("unet, the best on all 60 patients' out-of-fold predictions flagging at most "
                                         "6.5% of the lesion-free patients; two_branch, the best on all 60 patients' "
                                         "out-of-fold predictions")
+    # a limit of 0 (no lesion-free patient flagged) is a limit too, not the selection score
+    (tmp_path / "unet_cv.json").write_text(json.dumps({"chosen": {"chosen_on": pooled, "max_fp_share": 0.0}}))
+    assert "flagging at most 0.0% of the lesion-free patients" in protocol_lines(tmp_path).splitlines()[0]
 
 
 def _two_folds_predicting(oof: dict, tmp_path, monkeypatch, tiny_training):

@@ -100,6 +100,6 @@ def test_the_constrained_choice_takes_the_best_dice_within_the_false_positive_sh
     none_fp = selection_key([0.4], fp_patients=0, negatives=25, max_fp_share=2 / 31)
     assert few_fp > none_fp > many_fp
     # no point within the share: the fewest false positives
-    assert selection_key([0.1], 3, 25, 0.0) > lc.selection_key([0.9], 4, 25, 0.0)
+    assert selection_key([0.1], 3, 25, 0.0) > selection_key([0.9], 4, 25, 0.0)
     # unconstrained: the selection score, which prefers 0.9 with 3 false positives here
-    assert selection_key([0.9], 3, 25, None) > lc.selection_key([0.5], 1, 25, None)
+    assert selection_key([0.9], 3, 25, None) > selection_key([0.5], 1, 25, None)

@@ -56,11 +56,9 @@ def scaling_line(reports: Path) -> str:
 
 
 CROSS_FITTED = ("each fold trains on all of its 48 patients for the fixed step count, as the shipped "
-                "model does on all 60, and its threshold / size is the best-scoring point of the grid on the "
+                "model does on all 60, and its threshold / size is the {choice} on the "
                 "other four folds' out-of-fold predictions (cross-fitted: `training.crossfit`; the test fold's "
                 "own patients never influence it)")
-LIMITED = ("best-scoring point of the grid", "point of the grid with the highest mean Dice among those flagging at "
-           "most {share} of the lesion-free patients (the target's 2 of 31)")
 HELD_OUT = ("each fold holds out 20% of its patients for early stopping (the best-scoring checkpoint) and "
             "for the choice (of the checkpoint's threshold / size grid, the point nearest a threshold of 0.5 "
             "within 0.02 of its best score)")
@@ -82,9 +80,13 @@ def _by_protocol(reports: Path) -> list[tuple[bool, float | None, str]]:
     groups: dict[tuple, list[str]] = {}
     for name, r in cv_reports(reports).items():
         if r is not None:
-            groups.setdefault((cross_fitted(r), fp_limit(r) or 0.0), []).append(name)
-    return [(crossfit, limit or None, " and ".join(names))
-            for (crossfit, limit), names in sorted(groups.items(), reverse=True)]
+            groups.setdefault((cross_fitted(r), fp_limit(r)), []).append(name)
+    order = sorted(groups, key=lambda k: (k[0], k[1] is not None, k[1] or 0.0), reverse=True)
+    return [(crossfit, limit, " and ".join(groups[crossfit, limit])) for crossfit, limit in order]
+
+
+def _flagging(limit: float) -> str:
+    return f"flagging at most {limit:.1%} of the lesion-free patients"
 
 
 def protocol_lines(reports: Path) -> str:
@@ -92,7 +94,9 @@ def protocol_lines(reports: Path) -> str:
     def text(crossfit: bool, limit: float | None) -> str:
         if not crossfit:
             return HELD_OUT
-        return CROSS_FITTED if limit is None else CROSS_FITTED.replace(LIMITED[0], LIMITED[1].format(share=f"{limit:.1%}"))
+        choice = ("best-scoring point of the grid" if limit is None else
+                  f"point of the grid with the highest mean Dice among those {_flagging(limit)} (the target's 2 of 31)")
+        return CROSS_FITTED.format(choice=choice)
     return "\n".join(f"- {names}: {text(crossfit, limit)}." for crossfit, limit, names in _by_protocol(reports))
 
 
@@ -101,7 +105,7 @@ def shipped_choice(reports: Path) -> str:
     def how(crossfit: bool, limit: float | None) -> str:
         if not crossfit:
             return "the median of the five folds' validation choices"
-        under = f" flagging at most {limit:.1%} of the lesion-free patients" if limit is not None else ""
+        under = f" {_flagging(limit)}" if limit is not None else ""
         return f"the best on all 60 patients' out-of-fold predictions{under}"
     return "; ".join(f"{names}, {how(crossfit, limit)}" for crossfit, limit, names in _by_protocol(reports)) \
         or "not cross-validated"
