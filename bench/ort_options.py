@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 
 VARIANTS = {   # name: (threads, spinning, arena, batch)
-    "pipeline now (2 thr, no spin, arena, batch 1)": (2, "0", True, 1),
-    "spinning on": (2, "1", True, 1),
+    "batch 1 (2 thr, no spin, arena)": (2, "0", True, 1),
+    "batch 2": (2, "0", True, 2),
     "batch 4": (2, "0", True, 4),
     "batch 8": (2, "0", True, 8),
-    "arena off": (2, "0", False, 1),
-    "1 thread": (1, "0", True, 1),
+    "batch 1, arena off": (2, "0", False, 1),
+    "batch 2, arena off": (2, "0", False, 2),
+    "spinning on (batch 1)": (2, "1", True, 1),
+    "1 thread (batch 1)": (1, "0", True, 1),
 }
 
 

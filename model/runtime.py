@@ -18,16 +18,20 @@ from . import config as cfg
 from .errors import PipelineError
 
 log = logging.getLogger(__name__)
-# Slices per inference call. Measured with ONNX Runtime (2 threads) on the 224x224 U-Net, one
-# 35-slice volume: batch 1 354 ms, 2 309 ms, 4 300 ms, 8 308 ms; peak RSS 125, 130, 184,
-# 266 MB (the arena grows with the batch). 2 is the speed/memory sweet spot.
-BATCH = 2
+# Slices per inference call. ONNX Runtime's arena grows with the batch. Measured on the shipped
+# base-16 U-Net (2 threads, 35 slices of 224x224x3, `python -m bench.profile --ort`, stop 32):
+# batch 1 16.1 ms/slice +77 MB RSS, 2 15.2 ms +124 MB, 4 15.3 ms +235 MB, 8 15.7 ms +381 MB.
+# Batch 2 was chosen for the base-8 net (+5 MB over batch 1 there); at base 16 it put a worker's
+# peak at 404 MB, over the 400 MB target, for 6% speed, so ONNX Runtime gets one slice per call.
+# Keras (evaluation, training) keeps 2: memory matters less there and per-call overhead more.
+BATCH = 1
 
 
 class Predictor:
     """A loaded model. ``predict`` maps (N, H, W, C) float32 in [0, 1] to (N, H, W) probabilities."""
 
     runtime = "none"
+    batch = BATCH
 
     def __init__(self, config: dict):
         self.config = config
@@ -36,14 +40,14 @@ class Predictor:
         self.input_shape = (int(rows), int(cols), int(config["in_channels"]))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """(N, H, W, C) float32 -> (N, H, W) float32 sigmoid probabilities, BATCH slices per call."""
+        """(N, H, W, C) float32 -> (N, H, W) float32 sigmoid probabilities, ``batch`` slices per call."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1:] != self.input_shape:
             raise PipelineError(f"model '{self.name}' expects input (N, {', '.join(map(str, self.input_shape))})"
                                 f", got {x.shape}", stage="predict")
         out = np.empty(x.shape[:3], dtype=np.float32)
-        for i in range(0, x.shape[0], BATCH):
-            out[i:i + BATCH] = self._predict_batch(np.ascontiguousarray(x[i:i + BATCH]))[..., 0]
+        for i in range(0, x.shape[0], self.batch):
+            out[i:i + self.batch] = self._predict_batch(np.ascontiguousarray(x[i:i + self.batch]))[..., 0]
         return out
 
     def _predict_batch(self, x: np.ndarray) -> np.ndarray:  # (n, H, W, C) -> (n, H, W, 1)
@@ -85,6 +89,7 @@ class OnnxPredictor(Predictor):
 
 class KerasPredictor(Predictor):
     runtime = "keras"
+    batch = 2
 
     def __init__(self, config: dict, weights_file: Path):
         super().__init__(config)
