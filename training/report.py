@@ -239,7 +239,8 @@ Threshold and minimum lesion size: {shipped_choice}. Serving uses an ONNX export
   gave the trained result back (0.232 and 0.234 against 0.234, 2 of 31 false-positive patients each); L40/W80,
   whose export clips at 80 HU, 0.182 with 8 bleeds found and 1 of 31, against 0.137 with 13 of 31 not stated
   (the base-8 U-Net recipe's folds retrained with seeds 0-4; `reports/experiments/unet_export_window_declared.json`;
-  not yet re-measured for a base-16 U-Net). Prefer
+  for the base-16 U-Net only fold 0 so far: L40/W80 stated 0.323 against 0.340 as exported, 0 of 6 lesion-free
+  patients flagged, not stated 0.174 with 2 of 6; `reports/experiments/unet_base16_robustness_fold0.json`). Prefer
   NIfTI or DICOM in Hounsfield units.{robustness}
 - The minimum lesion size in mm³ applies when spacing is known; it is the voxel count chosen by
   cross-validation times a typical 0.45 x 0.45 x 5 mm voxel (1.0125 mm³), since ct-ich does not record
