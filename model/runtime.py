@@ -18,20 +18,13 @@ from . import config as cfg
 from .errors import PipelineError
 
 log = logging.getLogger(__name__)
-# Slices per inference call. ONNX Runtime's arena grows with the batch. Measured on the shipped
-# base-16 U-Net (2 threads, 35 slices of 224x224x3, `python -m bench.profile --ort`, stop 32):
-# batch 1 16.1 ms/slice +77 MB RSS, 2 15.2 ms +124 MB, 4 15.3 ms +235 MB, 8 15.7 ms +381 MB.
-# Batch 2 was chosen for the base-8 net (+5 MB over batch 1 there); at base 16 it put a worker's
-# peak at 404 MB, over the 400 MB target, for 6% speed, so ONNX Runtime gets one slice per call.
-# Keras (evaluation, training) keeps 2: memory matters less there and per-call overhead more.
-BATCH = 1
 
 
 class Predictor:
     """A loaded model. ``predict`` maps (N, H, W, C) float32 in [0, 1] to (N, H, W) probabilities."""
 
     runtime = "none"
-    batch = BATCH
+    batch = 1  # slices per _predict_batch call; subclasses set their own
 
     def __init__(self, config: dict):
         self.config = config
@@ -69,6 +62,11 @@ def num_threads() -> int:
 
 class OnnxPredictor(Predictor):
     runtime = "onnx"
+    # ONNX Runtime's arena grows with the slices per call. Measured on the shipped base-16 U-Net (2 threads,
+    # 35 slices of 224x224x3, `python -m bench.profile --ort`, stop 32): batch 1 16.1 ms/slice +77 MB RSS,
+    # 2 15.2 ms +124 MB, 4 15.3 ms +235 MB, 8 15.7 ms +381 MB. Batch 2 (chosen for the base-8 net, +5 MB there)
+    # put a worker's peak at 404-433 MB with base 16, over the 400 MB target, for ~6% speed.
+    batch = 1
 
     def __init__(self, config: dict, path: Path):
         super().__init__(config)
@@ -89,7 +87,7 @@ class OnnxPredictor(Predictor):
 
 class KerasPredictor(Predictor):
     runtime = "keras"
-    batch = 2
+    batch = 2  # evaluation and training: memory matters less there than per-call overhead
 
     def __init__(self, config: dict, weights_file: Path):
         super().__init__(config)
