@@ -1,0 +1,67 @@
+"""Archiving trained CV folds in the repository and restoring them into a scratch --runs (tiny data)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+h5py = pytest.importorskip("h5py")
+
+
+def _train_fold(tiny_training, monkeypatch, patients, runs, fold=0, steps=2):
+    from training.train import train_model
+
+    monkeypatch.setitem(tiny_training.TRAINING, "unet", {"steps": steps, "batch_size": 4, "learning_rate": 1e-3,
+                                                         "val_every": steps})
+    train_model("unet", patients, [], runs / "cv" / "unet" / f"fold{fold}", runs, seed=fold)
+
+
+def test_an_archived_fold_keeps_the_weights_without_the_optimizer_and_restores_for_evaluation(
+        tmp_path, monkeypatch, tiny_training, synthetic_patients):
+    from training.evaluate import trained_steps
+    from training.fold_archive import listing, restore, save_fold
+    from training.train import load_trained
+
+    runs, archive, scratch = tmp_path / "runs", tmp_path / "archive", tmp_path / "scratch"
+    _train_fold(tiny_training, monkeypatch, synthetic_patients, runs, fold=1)
+    trained = runs / "cv" / "unet" / "fold1"
+    with h5py.File(trained / "unet.weights.h5") as f:
+        assert "optimizer" in f                       # training's file carries Adam's state ...
+    path = save_fold(runs, "unet", 1, archive, required_steps=2)
+    with h5py.File(path.with_name("unet.weights.h5")) as f:
+        assert "optimizer" not in f                   # ... the archive only the network
+    assert path.with_name("unet.weights.h5").stat().st_size < (trained / "unet.weights.h5").stat().st_size
+
+    assert restore(archive, scratch, "unet") == [1]
+    restored = scratch / "cv" / "unet" / "fold1" / "unet.json"
+    assert trained_steps(restored) == 2               # counts as trained: evaluate will not retrain it
+    (_, original), (cfg, copy) = load_trained(trained / "unet.json"), load_trained(restored)
+    for a, b in zip(original.get_weights(), copy.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert cfg["archived"]["from"] == str(trained) and cfg["archived"]["archived_utc"]
+    assert listing(archive) == [{"model": "unet", "fold": 1, "steps": 2, "minutes": pytest.approx(
+        cfg["training"]["duration_s"] / 60, abs=0.06), "seed": 1, "cpu": cfg["archived"]["cpu"],
+        "code_commit": cfg["archived"]["code_commit"]}]
+
+
+def test_archiving_refuses_a_short_or_missing_fold_and_never_overwrites(tmp_path, monkeypatch, tiny_training,
+                                                                          synthetic_patients):
+    from training.fold_archive import restore, save_fold
+
+    runs, archive = tmp_path / "runs", tmp_path / "archive"
+    with pytest.raises(SystemExit, match="no trained fold"):
+        save_fold(runs, "unet", 0, archive)
+    _train_fold(tiny_training, monkeypatch, synthetic_patients, runs, fold=0)
+    with pytest.raises(SystemExit, match="trained 2 of 5 steps"):
+        save_fold(runs, "unet", 0, archive, required_steps=5)
+    save_fold(runs, "unet", 0, archive)
+    with pytest.raises(SystemExit, match="already archived"):
+        save_fold(runs, "unet", 0, archive)
+
+    scratch = tmp_path / "scratch"
+    mine = scratch / "cv" / "unet" / "fold0" / "unet.json"
+    mine.parent.mkdir(parents=True)
+    mine.write_text(json.dumps({"name": "unet", "mine": True}))
+    assert restore(archive, scratch, "unet") == []    # a fold already in the scratch dir is left alone
+    assert json.loads(mine.read_text()) == {"name": "unet", "mine": True}
