@@ -26,12 +26,10 @@ def test_an_archived_fold_keeps_the_weights_without_the_optimizer_and_restores_f
     runs, archive, scratch = tmp_path / "runs", tmp_path / "archive", tmp_path / "scratch"
     _train_fold(tiny_training, monkeypatch, synthetic_patients, runs, fold=1)
     trained = runs / "cv" / "unet" / "fold1"
-    with h5py.File(trained / "unet.weights.h5") as f:
-        assert "optimizer" in f                       # training's file carries Adam's state ...
     path = save_fold(runs, "unet", 1, archive, required_steps=2)
-    with h5py.File(path.with_name("unet.weights.h5")) as f:
-        assert "optimizer" not in f                   # ... the archive only the network
-    assert path.with_name("unet.weights.h5").stat().st_size < (trained / "unet.weights.h5").stat().st_size
+    for weights in (trained / "unet.weights.h5", path.with_name("unet.weights.h5")):
+        with h5py.File(weights) as f:
+            assert "optimizer" not in f and "layers" in f
 
     assert restore(archive, scratch, "unet") == [1]
     restored = scratch / "cv" / "unet" / "fold1" / "unet.json"
@@ -65,3 +63,23 @@ def test_archiving_refuses_a_short_or_missing_fold_and_never_overwrites(tmp_path
     mine.write_text(json.dumps({"name": "unet", "mine": True}))
     assert restore(archive, scratch, "unet") == []    # a fold already in the scratch dir is left alone
     assert json.loads(mine.read_text()) == {"name": "unet", "mine": True}
+
+
+def test_training_writes_the_network_weights_without_adams_state(tmp_path, tiny_training):
+    import keras
+
+    from model.networks import build_model
+    from training.train import save_network
+
+    config = tiny_training.model_config("unet")
+    model = build_model(config)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    model.optimizer.build(model.trainable_variables)
+    model.save_weights(tmp_path / "keras.weights.h5")            # what Keras writes for a compiled model
+    save_network(model, config, tmp_path / "net.weights.h5")
+    with h5py.File(tmp_path / "keras.weights.h5") as with_adam, h5py.File(tmp_path / "net.weights.h5") as net:
+        assert "optimizer" in with_adam and "optimizer" not in net
+    copy = build_model(config)
+    copy.load_weights(tmp_path / "net.weights.h5")
+    for a, b in zip(model.get_weights(), copy.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

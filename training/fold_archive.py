@@ -12,9 +12,9 @@ the archive itself.
     python -m training.fold_archive restore --model unet --from reports/folds/TAG --runs RUNS
     python -m training.fold_archive list reports/folds/TAG
 
-A fold's weights file written by training also holds Adam's two moment estimates (3x the size); the
-archive keeps only the network's weights (the base-16 U-Net: 8.0 MB instead of 23.6 MB), which load
-into the same architecture bit for bit. Checkpoints are not archived, so an archived fold cannot be
+The archive keeps only the network's weights, which load into the same architecture bit for bit (folds
+trained before ``training.train.save_network`` also hold Adam's two moment estimates: the base-16 U-Net
+23.6 MB instead of 8.0 MB). Checkpoints are not archived, so an archived fold cannot be
 continued; it was trained to its recipe's full step count or it is not archived.
 """
 from __future__ import annotations

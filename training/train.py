@@ -67,6 +67,18 @@ def load_trained(config_path: Path):
     return config, model
 
 
+def save_network(model, config: dict, path: Path) -> None:
+    """Write ``model``'s weights to ``path`` (``.weights.h5``) without optimizer state: Keras adds a
+    compiled model's Adam moments (twice the weights), which only a checkpoint needs."""
+    from model.networks import build_model
+
+    if getattr(model, "optimizer", None) is not None:
+        net = build_model(config)
+        net.set_weights(model.get_weights())
+        model = net
+    model.save_weights(path)
+
+
 def _seed_variables(model) -> list:
     """The state variables of ``model``'s random-seed generators (its dropout layers' masks)."""
     return [v for v in model.variables if v.path.endswith("seed_generator_state")]
@@ -192,14 +204,14 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
                     f"fp {res['fp_patients']}")
                 if improves(res, state["best"]):
                     state["best"] = res
-                    full.save_weights(out_dir / f"{config['name']}.weights.h5")
+                    save_network(full, config, out_dir / f"{config['name']}.weights.h5")
             model.save_weights(ckpt_dir / "last.weights.h5")
             state["sampler_rng"], state["seed_states"] = rng_state, seed_states(model)
             state["elapsed_s"] = elapsed0 + time.time() - t0
             (ckpt_dir / "state.json").write_text(json.dumps(state, indent=1))
     if not val:
         full.set_weights(model.get_weights())
-        full.save_weights(out_dir / f"{config['name']}.weights.h5")
+        save_network(full, config, out_dir / f"{config['name']}.weights.h5")
     duration = elapsed0 + time.time() - t0
     config["training"] = {
         "steps": steps, "batch_size": tcfg["batch_size"], "crop_size": crop, "learning_rate": tcfg["learning_rate"],
