@@ -26,7 +26,7 @@ def test_an_archived_fold_keeps_the_weights_without_the_optimizer_and_restores_f
     runs, archive, scratch = tmp_path / "runs", tmp_path / "archive", tmp_path / "scratch"
     _train_fold(tiny_training, monkeypatch, synthetic_patients, runs, fold=1)
     trained = runs / "cv" / "unet" / "fold1"
-    path = save_fold(runs, "unet", 1, archive, required_steps=2)
+    path = save_fold(runs, "unet", 1, archive, required_steps=2, note="trained in a test")
     for weights in (trained / "unet.weights.h5", path.with_name("unet.weights.h5")):
         with h5py.File(weights) as f:
             assert "optimizer" not in f and "layers" in f
@@ -40,7 +40,7 @@ def test_an_archived_fold_keeps_the_weights_without_the_optimizer_and_restores_f
     assert cfg["archived"]["from"] == str(trained) and cfg["archived"]["archived_utc"]
     assert listing(archive) == [{"model": "unet", "fold": 1, "steps": 2, "minutes": pytest.approx(
         cfg["training"]["duration_s"] / 60, abs=0.06), "seed": 1, "cpu": cfg["archived"]["cpu"],
-        "code_commit": cfg["archived"]["code_commit"]}]
+        "archived_at_commit": cfg["archived"]["archived_at_commit"], "note": "trained in a test"}]
 
 
 def test_archiving_refuses_a_short_or_missing_fold_and_never_overwrites(tmp_path, monkeypatch, tiny_training,

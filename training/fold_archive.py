@@ -36,7 +36,9 @@ def fold_dir(root: Path, name: str, fold: int) -> Path:
 
 
 def provenance() -> dict:
-    """Where and when a fold was archived: the commit of the code, the CPU and the date (UTC)."""
+    """Where and when a fold was archived: the repository's commit then, the CPU and the date (UTC).
+    The commit is the archiving one; the fold may have been trained at an earlier one (say so with
+    ``--note``)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent, check=True).stdout.strip()
@@ -44,7 +46,7 @@ def provenance() -> dict:
         commit = None
     cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")),
                platform.processor() or None)
-    return {"code_commit": commit, "cpu": cpu, "archived_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    return {"archived_at_commit": commit, "cpu": cpu, "archived_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
 
 
 def _cpuinfo() -> list[str]:
@@ -54,7 +56,8 @@ def _cpuinfo() -> list[str]:
         return []
 
 
-def save_fold(runs: Path, name: str, fold: int, archive: Path, required_steps: int | None = None) -> Path:
+def save_fold(runs: Path, name: str, fold: int, archive: Path, required_steps: int | None = None,
+              note: str | None = None) -> Path:
     """Archive fold ``fold`` of ``name`` from ``runs`` into ``archive``: weights only, plus its JSON with
     an ``archived`` record. Refuses a fold trained for fewer than ``required_steps`` (training writes a
     fold's JSON only once it has run all its steps) and one already archived. Returns the archived JSON."""
@@ -72,7 +75,7 @@ def save_fold(runs: Path, name: str, fold: int, archive: Path, required_steps: i
         raise SystemExit(f"fold {fold}: already archived at {dest}; remove it first to replace it")
     dest.mkdir(parents=True, exist_ok=True)
     model.save_weights(dest / f"{name}.weights.h5")          # the network alone: no optimizer state
-    config["archived"] = {**provenance(), "from": str(src.parent)}
+    config["archived"] = {**provenance(), "from": str(src.parent), **({"note": note} if note else {})}
     (dest / f"{name}.json").write_text(json.dumps(config, indent=2))
     return dest / f"{name}.json"
 
@@ -95,14 +98,15 @@ def restore(archive: Path, runs: Path, name: str) -> list[int]:
 
 
 def listing(archive: Path) -> list[dict]:
-    """One row per archived fold: model, fold, steps, training minutes, seed, CPU, code commit."""
+    """One row per archived fold: model, fold, steps, training minutes, seed, CPU, archiving commit, note."""
     rows = []
     for path in sorted(Path(archive).glob("cv/*/fold*/*.json")):
         cfg = json.loads(path.read_text())
         t, a = cfg.get("training", {}), cfg.get("archived", {})
         rows.append({"model": cfg["name"], "fold": int(path.parent.name[len("fold"):]), "steps": t.get("steps"),
                      "minutes": round(t["duration_s"] / 60, 1) if t.get("duration_s") else None,
-                     "seed": t.get("seed"), "cpu": a.get("cpu"), "code_commit": a.get("code_commit")})
+                     "seed": t.get("seed"), "cpu": a.get("cpu"), "archived_at_commit": a.get("archived_at_commit"),
+                     "note": a.get("note")})
     return rows
 
 
@@ -115,6 +119,7 @@ def main(argv=None) -> None:
     s.add_argument("--folds", required=True, help="comma-separated fold numbers")
     s.add_argument("--to", required=True, type=Path, help="the archive, e.g. reports/folds/TAG")
     s.add_argument("--steps", type=int, default=None, help="refuse folds trained for fewer steps")
+    s.add_argument("--note", default=None, help="provenance to keep with each fold (when / at which commit it trained)")
     r = sub.add_parser("restore", help="copy an archive's folds into a scratch --runs")
     r.add_argument("--model", required=True, choices=["unet", "two-branch", "two_branch"])
     r.add_argument("--from", dest="archive", required=True, type=Path)
@@ -129,7 +134,7 @@ def main(argv=None) -> None:
     name = args.model.replace("-", "_")
     if args.command == "save":
         for fold in (int(f) for f in args.folds.split(",")):
-            print(f"fold {fold}: archived {save_fold(args.runs, name, fold, args.to, args.steps)}")
+            print(f"fold {fold}: archived {save_fold(args.runs, name, fold, args.to, args.steps, args.note)}")
     else:
         print(f"restored folds {restore(args.archive, args.runs, name)} into {args.runs}")
 
