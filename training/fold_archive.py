@@ -27,12 +27,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from .crossfit import fold_config_path
 from .evaluate import trained_steps
 
 
 def fold_dir(root: Path, name: str, fold: int) -> Path:
     """runs/cv/NAME/foldK, the layout ``training.evaluate`` trains into."""
-    return Path(root) / "cv" / name / f"fold{fold}"
+    return fold_config_path(Path(root), name, fold).parent
 
 
 def provenance() -> dict:
@@ -61,7 +62,7 @@ def save_fold(runs: Path, name: str, fold: int, archive: Path, required_steps: i
     """Archive fold ``fold`` of ``name`` from ``runs`` into ``archive``: weights only, plus its JSON with
     an ``archived`` record. Refuses a fold trained for fewer than ``required_steps`` (training writes a
     fold's JSON only once it has run all its steps) and one already archived. Returns the archived JSON."""
-    from .train import load_trained
+    from .train import load_trained, save_network
 
     src = fold_dir(runs, name, fold) / f"{name}.json"
     if not src.exists():
@@ -74,7 +75,7 @@ def save_fold(runs: Path, name: str, fold: int, archive: Path, required_steps: i
     if (dest / f"{name}.json").exists():
         raise SystemExit(f"fold {fold}: already archived at {dest}; remove it first to replace it")
     dest.mkdir(parents=True, exist_ok=True)
-    model.save_weights(dest / f"{name}.weights.h5")          # the network alone: no optimizer state
+    save_network(model, config, dest / f"{name}.weights.h5")
     config["archived"] = {**provenance(), "from": str(src.parent), **({"note": note} if note else {})}
     (dest / f"{name}.json").write_text(json.dumps(config, indent=2))
     return dest / f"{name}.json"
