@@ -17,7 +17,6 @@ grid (224 x 224, sizes in original-grid voxels), as ``training.oof`` is.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ from .configs import model_config
 from .data import dataset_folds, load_dataset
 from .device import set_threads
 from .head_geometry import location_maps
-from .oof import ensemble_oof_probabilities, grid_voxels_covering
+from .oof import analysis_parser, ensemble_oof_probabilities, grid_voxels_covering
 from .validate import grid_scale_for, selection_key
 
 FEATURES = ("log10_voxels", "log10_largest_cross_section_pixels", "slices", "compactness",
@@ -188,15 +187,7 @@ def candidate_table(probs: dict, images: dict, scale: float, features: str = "ba
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, choices=["unet", "two-branch", "two_branch"])
-    ap.add_argument("--data", default="../shared/data/ct-ich", type=Path)
-    ap.add_argument("--runs", default=[Path("runs")], type=Path, nargs="+",
-                    help="CV runs dir; several: the mean of their probabilities (an ensemble)")
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="reports/experiments", type=Path)
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: all)")
+    ap = analysis_parser(__doc__.split("\n\n")[0])
     ap.add_argument("--max-fp-share", type=float, default=None,
                     help="choose the best Dice with at most this share of false-positive lesion-free patients "
                          "(default: the selection score)")

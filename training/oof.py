@@ -225,17 +225,23 @@ def ensemble_oof_probabilities(name: str, data: Path, runs: list[Path], folds: l
             for pid, (fold, summed, truth) in total.items()}
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def analysis_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every out-of-fold analysis command shares (this one, training.lesion_classifier)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--model", required=True, choices=["unet", "two-branch", "two_branch"])
     ap.add_argument("--data", default="../shared/data/ct-ich", type=Path)
     ap.add_argument("--runs", default=[Path("runs")], type=Path, nargs="+",
                     help="CV runs dir; several: analyse the mean of their probabilities (an ensemble)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tta", action="store_true", help="also analyse flip-averaged probabilities")
     ap.add_argument("--out", default="reports/experiments", type=Path)
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for TensorFlow (default: all)")
+    return ap
+
+
+def main(argv=None) -> None:
+    ap = analysis_parser(__doc__.split("\n\n")[0])
+    ap.add_argument("--tta", action="store_true", help="also analyse flip-averaged probabilities")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     name = args.model.replace("-", "_")
