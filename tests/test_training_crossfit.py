@@ -318,6 +318,25 @@ def test_a_train_fraction_trains_each_fold_on_a_stratified_share_of_its_patients
     assert len(calls[-1]) == 16                             # default: every patient outside the test fold
 
 
+def test_a_train_seed_offset_reseeds_training_but_keeps_the_folds(tmp_path, monkeypatch, tiny_training):
+    import training.evaluate as evaluate
+    import training.train
+    from training.data import Patient
+
+    ids = [f"{i:03d}" for i in range(8)]
+    patients = [Patient(pid, np.zeros((2, 4, 4), np.float16), np.zeros((2, 4, 4), np.float16)) for pid in ids]
+    monkeypatch.setattr(evaluate, "load_dataset", lambda *a, **k: patients)
+    calls = []
+    monkeypatch.setattr(training.train, "train_model",
+                        lambda name, train, val, out, runs, seed, **kw: calls.append((seed, [p.pid for p in train])))
+    monkeypatch.setitem(tiny_training.TRAINING, "unet", {"steps": 1, "fold_validation_fraction": 0.0})
+    folds = [ids[0:4], ids[4:8]]
+    evaluate.train_folds("unet", tmp_path, folds, tmp_path / "runs", seed=0)
+    evaluate.train_folds("unet", tmp_path, folds, tmp_path / "runs2", seed=0, seed_offset=100)
+    assert [c[0] for c in calls] == [0, 1, 100, 101]
+    assert calls[0][1] == calls[2][1] == ids[4:8] and calls[1][1] == calls[3][1] == ids[0:4]
+
+
 def test_the_false_positive_limit_comes_from_the_model_config_unless_asked(monkeypatch):
     import training.configs as configs
     from training.crossfit import fp_share_arg, resolve_max_fp_share

@@ -39,9 +39,11 @@ def trained_steps(config_path: Path) -> int:
 
 
 def train_folds(name: str, data: Path, folds: list[list[str]], runs: Path, seed: int,
-                only: set[int] | None = None, train_fraction: float = 1.0) -> None:
+                only: set[int] | None = None, train_fraction: float = 1.0, seed_offset: int = 0) -> None:
     """Train each fold on the patients outside its test fold. ``train_fraction`` < 1 (a learning-curve
-    diagnostic) trains on that share of them instead, stratified by has-hemorrhage; the rest is unused."""
+    diagnostic) trains on that share of them instead, stratified by has-hemorrhage; the rest is unused.
+    Fold i trains with seed ``seed + seed_offset + i``: an offset retrains the same folds (split by ``seed``)
+    with other training seeds, for a second CV of one recipe."""
     from .train import train_model
 
     config, tcfg = model_config(name), training_config(name)
@@ -61,7 +63,7 @@ def train_folds(name: str, data: Path, folds: list[list[str]], runs: Path, seed:
         train_ids, val_ids = split_validation(rest, positive, fraction, seed + i) if fraction else (rest, [])
         print(f"fold {i}: train {len(train_ids)} val {len(val_ids)} test {len(test)} patients", flush=True)
         train_model(name, [patients[p] for p in train_ids], [patients[p] for p in val_ids],
-                    fold_dir, runs, seed=seed + i, log=lambda s: print(s, flush=True))
+                    fold_dir, runs, seed=seed + seed_offset + i, log=lambda s: print(s, flush=True))
 
 
 def rechoose_postprocessing(name: str, data: Path, runs: Path, n_folds: int) -> None:
@@ -182,7 +184,9 @@ def main(argv=None) -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--out", default="reports", type=Path)
     ap.add_argument("--runs", default="runs", type=Path)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="splits the patients into folds (and seeds fold i's training with seed + i)")
+    ap.add_argument("--train-seed-offset", type=int, default=0,
+                    help="train fold i with seed + offset + i on the same folds (a second CV of one recipe: 100)")
     ap.add_argument("--weights", default="model/weights", type=Path,
                     help="shipped weights dir whose NAME.json receives the CV choice and metrics")
     ap.add_argument("--train-only", action="store_true", help="train the folds, do not evaluate")
@@ -213,7 +217,7 @@ def main(argv=None) -> None:
     folds = dataset_folds(args.data, args.folds, args.seed)
     only = {int(f) for f in args.only_folds.split(",")} if args.only_folds else None
     if not args.evaluate_only:
-        train_folds(name, args.data, folds, args.runs, args.seed, only, args.train_fraction)
+        train_folds(name, args.data, folds, args.runs, args.seed, only, args.train_fraction, args.train_seed_offset)
     if args.train_only:
         return
     chosen = choose_postprocessing(name, args, folds)
