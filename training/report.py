@@ -235,12 +235,10 @@ Threshold and minimum lesion size: {shipped_choice}. Serving uses an ONNX export
 - Calcifications, streak artefacts near the skull base and bright skull edges can produce false positives.
 - PNG/JPG inputs exported with a very different window than L40/W120 degrade accuracy (training
   augments contrast and gamma to reduce this) unless the export window is stated (`--export-window LEVEL
-  WIDTH`, form field `export_window`): the grey values are then read back as HU. Stated, L40/W100 and L50/W100
-  gave the trained result back (0.232 and 0.234 against 0.234, 2 of 31 false-positive patients each); L40/W80,
-  whose export clips at 80 HU, 0.182 with 8 bleeds found and 1 of 31, against 0.137 with 13 of 31 not stated
-  (the base-8 U-Net recipe's folds retrained with seeds 0-4; `reports/experiments/unet_export_window_declared.json`;
-  for the base-16 U-Net only fold 0 so far: L40/W80 stated 0.323 against 0.340 as exported, 0 of 6 lesion-free
-  patients flagged, not stated 0.174 with 2 of 6; `reports/experiments/unet_base16_robustness_fold0.json`). Prefer
+  WIDTH`, form field `export_window`): the grey values are then read back as HU. On the shipped recipe's five
+  folds (table below), L40/W80 not stated gave 0.173 with 9 of 29 bleeds found and 5 of 31 lesion-free patients
+  flagged; stated, 0.283 with 13 found and none flagged (as exported: 0.304, 14, 1). L40/W100 and L50/W100
+  stated give the trained result back. Prefer
   NIfTI or DICOM in Hounsfield units.{robustness}
 - The minimum lesion size in mm³ applies when spacing is known; it is the voxel count chosen by
   cross-validation times a typical 0.45 x 0.45 x 5 mm voxel (1.0125 mm³), since ct-ich does not record
