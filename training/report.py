@@ -233,6 +233,10 @@ Threshold and minimum lesion size: {shipped_choice}. Serving uses an ONNX export
   contusions, subarachnoid blood) are missed more often than large parenchymal bleeds; volumes of
   small lesions are unreliable.
 - Calcifications, streak artefacts near the skull base and bright skull edges can produce false positives.
+  A hyperdense falx or convexity band can be marked as a large lesion: in one CV patient (085, 1,508
+  voxels annotated on 2 slices) the U-Net marked 14,000-22,000 voxels on 11 slices along the posterior falx and convexity,
+  none of it overlapping the annotation (unannotated blood or a false positive; not adjudicated). Check
+  every lesion's slices before trusting a volume.
 - PNG/JPG inputs exported with a very different window than L40/W120 degrade accuracy (training
   augments contrast and gamma to reduce this) unless the export window is stated (`--export-window LEVEL
   WIDTH`, form field `export_window`): the grey values are then read back as HU. On the shipped recipe's five
