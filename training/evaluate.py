@@ -184,7 +184,8 @@ def main(argv=None) -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--out", default="reports", type=Path)
     ap.add_argument("--runs", default="runs", type=Path)
-    ap.add_argument("--seed", type=int, default=0, help="splits the patients into folds (and seeds fold i's training with seed + i)")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="splits the patients into folds (and seeds fold i's training with seed + i)")
     ap.add_argument("--train-seed-offset", type=int, default=0,
                     help="train fold i with seed + offset + i on the same folds (a second CV of one recipe: 100)")
     ap.add_argument("--weights", default="model/weights", type=Path,
