@@ -1,6 +1,8 @@
 """Out-of-fold postprocessing analysis: the core rule and cross-fitted choices (synthetic arrays)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -31,6 +33,23 @@ def test_cross_fitting_scores_each_fold_with_the_choice_made_on_the_others():
     result = cross_fitted(table, patients, [p1, p2])
     assert result["chosen_per_fold"] == [list(p2), list(p1)]
     assert result["mean_dice"] == pytest.approx(0.2)
+
+
+def test_cross_fitting_under_a_false_positive_share_takes_the_best_dice_within_it():
+    truth, clean = np.ones((1, 2, 2), bool), np.zeros((1, 2, 2), bool)
+    patients = {"a": (0, None, truth), "n0": (0, None, clean), "b": (1, None, truth), "n1": (1, None, clean),
+                "c": (2, None, truth), "n2": (2, None, clean)}
+    loose, strict = (0.3, 0, None), (0.9, 0, None)
+    # loose: Dice 0.9 but every lesion-free patient flagged; strict: Dice 0.5, none flagged
+    table = {(p, loose): (0.9 if patients[p][2].any() else 1.0) for p in patients}
+    table.update({(p, strict): (0.5 if patients[p][2].any() else 0.0) for p in patients})
+    # the selection score (0.9 - 0.25 x 1 > 0.5) takes the loose point ...
+    free = cross_fitted(table, patients, [loose, strict])
+    assert free["chosen_per_fold"] == [list(loose)] * 3 and free["false_positive_patients"] == 3
+    # ... held to at most half the other folds' lesion-free patients, the strict one
+    held = cross_fitted(table, patients, [loose, strict], max_fp_share=0.5)
+    assert held["chosen_per_fold"] == [list(strict)] * 3
+    assert held["mean_dice"] == pytest.approx(0.5) and held["false_positive_patients"] == 0
 
 
 def test_the_frontier_gives_the_best_dice_within_each_false_positive_cap():
@@ -103,8 +122,13 @@ def test_an_ensemble_is_the_voxel_mean_of_its_members_out_of_fold(tmp_path, tiny
     for seed, r in enumerate(runs):
         _two_fold_run(r, cfg, seed)
     members = [oof_probabilities("unet", tiny_png_dataset, r, folds, tta=False) for r in runs]
-    mean = ensemble_oof_probabilities("unet", tiny_png_dataset, runs, folds, tta=False)
+    returned: list = []
+    mean = ensemble_oof_probabilities("unet", tiny_png_dataset, runs, folds, tta=False, members=returned)
     assert sorted(mean) == ["001", "002"]
+    assert len(returned) == 2                     # each member's own probabilities, in runs order
+    for own, expected in zip(returned, members):
+        for pid in expected:
+            np.testing.assert_array_equal(own[pid][1], expected[pid][1])
     for pid, (fold, prob, truth) in mean.items():
         assert fold == folds.index([pid])
         assert not np.allclose(members[0][pid][1], members[1][pid][1])      # really two members
@@ -118,3 +142,34 @@ def test_a_fold_trained_on_its_test_patient_is_refused(tmp_path, tiny_training, 
     _two_fold_run(tmp_path / "leaky", tiny_training.model_config("unet"), 0, train_on_test=True)
     with pytest.raises(ValueError, match="trained on its test patients"):
         oof_probabilities("unet", tiny_png_dataset, tmp_path / "leaky", [["001"], ["002"]], tta=False)
+
+
+def test_the_command_reports_an_ensemble_and_each_member_under_the_false_positive_share(tmp_path, monkeypatch):
+    import json
+
+    import training.oof as oof
+
+    lesion = np.zeros((1, 8, 8), bool)
+    lesion[0, 2:6, 2:6] = True
+    faint = lesion.astype(np.float32) * 0.6                  # member A: the bleed at 0.6
+    stray = np.zeros((1, 8, 8), np.float32)
+    stray[0, 0:5, 0:5] = 0.95        # member B: a false lesion, larger and surer than its bleed, on the lesion-free
+    clean, none = np.zeros_like(faint), np.zeros_like(lesion)
+    by_run = {"A": {"p0": (0, faint, lesion), "n0": (0, clean, none), "p1": (1, faint, lesion), "n1": (1, clean, none)},
+              "B": {"p0": (0, lesion * np.float32(0.9), lesion), "n0": (0, stray, none),
+                    "p1": (1, lesion * np.float32(0.9), lesion), "n1": (1, stray, none)}}
+    monkeypatch.setattr(oof, "oof_probabilities", lambda name, data, runs, folds, tta: by_run[Path(runs).name])
+    monkeypatch.setattr(oof, "dataset_folds", lambda *a: [["p0", "n0"], ["p1", "n1"]])
+    out = tmp_path / "out"
+    oof.main(["--model", "unet", "--runs", str(tmp_path / "A"), str(tmp_path / "B"), "--max-fp-share", "0",
+              "--out", str(out)])
+    report = json.loads((out / "unet_oof_postprocessing.json").read_text())
+    assert report["max_fp_share"] == 0.0
+    members = report["plain"]["members"]
+    assert list(members) == [str(tmp_path / "A"), str(tmp_path / "B")]
+    assert members[str(tmp_path / "A")]["size_rule_cross_fitted"]["mean_dice"] == pytest.approx(1.0)
+    # B alone flags its lesion-free patients at any threshold that keeps its bleed ...
+    assert members[str(tmp_path / "B")]["no_postprocessing"]["threshold 0.5"]["false_positive_patients"] == 2
+    # ... while the mean of the two (bleed 0.75, stray 0.475) keeps the bleed above 0.5 and nothing else
+    ens = report["plain"]["size_rule_cross_fitted"]
+    assert ens["false_positive_patients"] == 0 and ens["mean_dice"] == pytest.approx(1.0)

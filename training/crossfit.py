@@ -21,8 +21,8 @@ import json
 from pathlib import Path
 
 from .configs import model_config, training_config
-from .oof import RULES, oof_probabilities, outcome_table, score
-from .validate import grid_scale_for, selection_key
+from .oof import RULES, best_point, oof_probabilities, outcome_table
+from .validate import grid_scale_for
 
 POOLED = "all patients' out-of-fold predictions (training.crossfit)"   # the report's "chosen_on"
 
@@ -58,24 +58,6 @@ def folds_without_validation(name: str, runs: Path, n_folds: int) -> bool:
     paths = [fold_config_path(runs, name, i) for i in range(n_folds)]
     return all(p.exists() and not json.loads(p.read_text()).get("training", {}).get("val_patients")
                for p in paths)
-
-
-def best_point(table: dict, patients: dict, pids: list[str], points: list,
-               max_fp_share: float | None = None) -> tuple[tuple, dict]:
-    """The best grid point on ``pids`` by ``training.validate.selection_key`` (max_fp_share None:
-    the selection score; set: the highest mean Dice flagging at most that share of the lesion-free
-    patients) and its (score, Dice, FP)."""
-    positive = [p for p in pids if patients[p][2].any()]
-    negative = sorted(set(pids) - set(positive))
-
-    def key(pt):
-        fp = int(sum(table[p, pt] for p in negative))
-        return selection_key([table[p, pt] for p in positive], fp, len(negative), max_fp_share)
-
-    best = max(points, key=key)
-    sel, dice, fp = score(table, patients, pids, best)
-    return best, {"selection_score": sel, "mean_dice": dice, "false_positive_patients": fp,
-                  "patients": len(pids), "max_fp_share": max_fp_share}
 
 
 def choose_cross_fitted(name: str, data: Path, runs: Path, folds: list[list[str]],

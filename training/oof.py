@@ -12,7 +12,10 @@ probabilities for all 60 patients. On them it reports
   ``size`` (threshold x minimum component size, the shipped rule) and ``core`` (threshold 0.5,
   a component is kept only if it holds enough voxels above a high "core" probability);
 - with ``--tta``, the same with each slice's probability averaged over 4 flips;
-- with several ``--runs``, the same for the mean of their probabilities (an ensemble).
+- with several ``--runs``, the same for the mean of their probabilities (an ensemble), and for
+  each run alone (``members``: the ensemble's paired reference);
+- with ``--max-fp-share``, each rule chosen as the highest mean Dice flagging at most that share
+  of the other folds' lesion-free patients (as ``training.evaluate --max-fp-share``).
 
 It is an analysis on the model grid (224 x 224, sizes in original-grid voxels), not the CLI
 pipeline's evaluation (``training.evaluate``), which stays the reported number.
@@ -35,7 +38,7 @@ from model.postprocess import (drop_thin, drop_unconfident, full_connectivity, l
 from .configs import model_config
 from .data import dataset_folds, load_dataset
 from .device import set_threads
-from .validate import MIN_VOXELS, THRESHOLDS, grid_scale_for, predict_patient, selection_score
+from .validate import MIN_VOXELS, THRESHOLDS, grid_scale_for, predict_patient, selection_key, selection_score
 
 CORE_THRESHOLDS = (0.8, 0.9, 0.95, 0.98, 0.99)
 MIN_AREAS = (100, 200, 400, 800, 1200, 1600)   # original-grid pixels of the largest cross-section
@@ -144,13 +147,32 @@ def score(table: dict, patients: dict, pids: list[str], point) -> tuple[float, f
     return selection_score(pos, int(sum(fps)), len(fps)), float(np.mean(pos)) if pos else 0.0, int(sum(fps))
 
 
-def cross_fitted(table: dict, patients: dict, points: list) -> dict:
-    """Each fold scored with the point chosen on the other folds' patients (see module docstring)."""
+def best_point(table: dict, patients: dict, pids: list[str], points: list,
+               max_fp_share: float | None = None) -> tuple[tuple, dict]:
+    """The best grid point on ``pids`` by ``training.validate.selection_key`` (max_fp_share None:
+    the selection score; set: the highest mean Dice flagging at most that share of the lesion-free
+    patients) and its (score, Dice, FP)."""
+    positive = [p for p in pids if patients[p][2].any()]
+    negative = sorted(set(pids) - set(positive))
+
+    def key(pt):
+        fp = int(sum(table[p, pt] for p in negative))
+        return selection_key([table[p, pt] for p in positive], fp, len(negative), max_fp_share)
+
+    best = max(points, key=key)
+    sel, dice, fp = score(table, patients, pids, best)
+    return best, {"selection_score": sel, "mean_dice": dice, "false_positive_patients": fp,
+                  "patients": len(pids), "max_fp_share": max_fp_share}
+
+
+def cross_fitted(table: dict, patients: dict, points: list, max_fp_share: float | None = None) -> dict:
+    """Each fold scored with the point chosen on the other folds' patients (see module docstring;
+    ``max_fp_share``: chosen under that false-positive share, :func:`best_point`)."""
     folds = sorted({f for f, _, _ in patients.values()})
     per_patient, chosen = {}, []
     for k in folds:
         others = [p for p, (f, _, _) in patients.items() if f != k]
-        best = max(points, key=lambda pt: score(table, patients, others, pt)[0])
+        best, _ = best_point(table, patients, others, points, max_fp_share)
         chosen.append(list(best))
         per_patient.update({p: table[p, best] for p, (f, _, _) in patients.items() if f == k})
     everyone = list(patients)
@@ -172,8 +194,9 @@ def frontier(table: dict, patients: dict, points: list, caps=(0, 1, 2, 3, 4, 6, 
     return out
 
 
-def analyse(patients: dict, scale: float) -> dict:
-    """Ceiling and cross-fitted rules for {pid: (fold, (Z,H,W) probabilities, (Z,H,W) bool truth)}."""
+def analyse(patients: dict, scale: float, max_fp_share: float | None = None) -> dict:
+    """Ceiling and cross-fitted rules for {pid: (fold, (Z,H,W) probabilities, (Z,H,W) bool truth)},
+    each rule chosen by the selection score or, with ``max_fp_share``, under that false-positive share."""
     ceiling = {}
     for thr in (0.5, 0.9):
         table = outcome_table(patients, [(thr, 0, None, 0)], scale)
@@ -182,7 +205,7 @@ def analyse(patients: dict, scale: float) -> dict:
     out = {"no_postprocessing": ceiling}
     for rule, points in RULES.items():
         table = outcome_table(patients, points, scale)
-        out[f"{rule}_rule_cross_fitted"] = cross_fitted(table, patients, points)
+        out[f"{rule}_rule_cross_fitted"] = cross_fitted(table, patients, points, max_fp_share)
         if rule == "size":
             out["size_rule_frontier_in_sample"] = frontier(table, patients, points)
     return out
@@ -213,13 +236,17 @@ def oof_probabilities(name: str, data: Path, runs: Path, folds: list[list[str]],
 
 
 def ensemble_oof_probabilities(name: str, data: Path, runs: list[Path], folds: list[list[str]],
-                               tta: bool) -> dict:
+                               tta: bool, members: list | None = None) -> dict:
     """As :func:`oof_probabilities`, each patient's probabilities the per-voxel mean over the
     CV runs in ``runs`` (an ensemble of independently trained nets on the same folds; a fold
-    that trained on one of its test patients is refused by :func:`oof_probabilities`)."""
+    that trained on one of its test patients is refused by :func:`oof_probabilities`).
+    ``members``: a list that receives each run's own probabilities, in ``runs`` order."""
     total: dict = {}
     for r in runs:
-        for pid, (fold, prob, truth) in oof_probabilities(name, data, r, folds, tta).items():
+        own = oof_probabilities(name, data, r, folds, tta)
+        if members is not None:
+            members.append(own)
+        for pid, (fold, prob, truth) in own.items():
             total[pid] = (fold, prob if pid not in total else total[pid][1] + prob, truth)
     return {pid: (fold, (summed / len(runs)).astype(np.float32), truth)
             for pid, (fold, summed, truth) in total.items()}
@@ -242,16 +269,23 @@ def analysis_parser(description: str) -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     ap = analysis_parser(__doc__.split("\n\n")[0])
     ap.add_argument("--tta", action="store_true", help="also analyse flip-averaged probabilities")
+    ap.add_argument("--max-fp-share", type=float, default=None,
+                    help="choose each cross-fitted rule as the highest mean Dice flagging at most this share of the "
+                         "other folds' lesion-free patients (0.0645: the target's 2 of 31); default: the selection score")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     name = args.model.replace("-", "_")
     folds = dataset_folds(args.data, args.folds, args.seed)
     scale = grid_scale_for(model_config(name)["input_size"])
     command = "python -m training.oof " + " ".join(sys.argv[1:] if argv is None else argv)
-    report = {"model": name, "runs": [str(r) for r in args.runs], "command": command}
+    report = {"model": name, "runs": [str(r) for r in args.runs], "command": command, "max_fp_share": args.max_fp_share}
     for tta in (False, True) if args.tta else (False,):
-        probs = ensemble_oof_probabilities(name, args.data, args.runs, folds, tta)
-        report["flip_tta" if tta else "plain"] = analyse(probs, scale)
+        members: list = []
+        probs = ensemble_oof_probabilities(name, args.data, args.runs, folds, tta, members)
+        key = "flip_tta" if tta else "plain"
+        report[key] = analyse(probs, scale, args.max_fp_share)
+        if len(args.runs) > 1:   # each member alone, same rules: the ensemble's paired reference
+            report[key]["members"] = {str(r): analyse(m, scale, args.max_fp_share) for r, m in zip(args.runs, members)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}_oof_postprocessing.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
