@@ -1,11 +1,11 @@
-"""Bleed transplant (training.paste) and the sampler's paste_fraction."""
+"""Bleed transplant and dimming (training.paste) and the sampler's paste_fraction and dim_fraction."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from training.data import Patient
-from training.paste import excess, transplant
+from training.paste import dim, excess, transplant
 from training.sampler import BalancedSampler
 
 
@@ -62,3 +62,39 @@ def test_sampler_transplants_that_share_of_lesion_samples_into_lesion_free_slice
         assert np.all(x[lesion][y[lesion][..., 0] > 0.5, 1] > 0.7)   # the bleed is in the image
         counts[fraction] = int(np.isclose(x[lesion][:, :, 25, 1], 0.52).all(axis=1).sum())
     assert counts == {0.0: 0, 1.0: 4}                          # all four shown in the other head
+
+
+def test_dimming_scales_the_bleed_above_its_surroundings_and_nothing_else():
+    src, msk = bleed()                                          # 0.25 above a 0.5 background
+    stack, masks = np.stack([src, src, src]), np.stack([msk, msk, np.zeros_like(msk)])
+    out = dim(stack, masks, 0.4)
+    assert out[0][msk > 0] == pytest.approx(0.6) and out[1][msk > 0] == pytest.approx(0.6)   # 0.5 + 0.4 x 0.25
+    assert np.array_equal(out[2], stack[2])                    # no mask on that channel: untouched
+    assert np.array_equal(out[:, msk == 0], stack[:, msk == 0])
+    np.testing.assert_array_equal(dim(stack, masks, 1.0), stack)
+
+
+def test_sampler_dims_that_share_of_lesion_samples_and_keeps_their_labels():
+    contrasts = {}
+    for fraction in (0.0, 1.0):
+        sampler = BalancedSampler(_patients(), 8, context=1, seed=0, positive_fraction=0.5, augment_data=False,
+                                  dim_fraction=fraction, dim_factor=(0.2, 0.6))
+        x, y = sampler.batch()
+        lesion = y.reshape(8, -1).max(axis=1) > 0
+        assert int(lesion.sum()) == 4 and np.array_equal(y[lesion][0, ..., 0], bleed()[1])   # labels as drawn
+        contrasts[fraction] = x[lesion][..., 1][:, 10:16, 12:20].mean(axis=(1, 2)) - 0.5
+        assert np.all(x[~lesion] == 0.5)                        # lesion-free samples untouched
+    assert contrasts[0.0] == pytest.approx(0.25)
+    assert np.all((contrasts[1.0] >= 0.2 * 0.25 - 1e-6) & (contrasts[1.0] <= 0.6 * 0.25 + 1e-6))
+
+
+
+def test_the_training_config_turns_dimming_on_and_the_recipe_says_so():
+    from training.recipe import describe_sampling, recipe_sampler
+
+    tcfg = {"batch_size": 8, "dim_fraction": 0.5, "dim_factor": [0.3, 0.9]}
+    sampler = recipe_sampler(_patients(), {"context_slices": 1}, tcfg, seed=0)
+    assert sampler.dim_fraction == 0.5 and sampler.dim_factor == (0.3, 0.9)
+    assert "50% of the lesion samples with the bleed's contrast scaled by 0.3-0.9" in describe_sampling(tcfg)
+    assert recipe_sampler(_patients(), {"context_slices": 1}, {"batch_size": 8}, seed=0).dim_fraction == 0.0
+    assert "contrast" not in describe_sampling({"batch_size": 8})

@@ -1,9 +1,14 @@
-"""Bleed transplant: a training patient's bleed added onto a lesion-free slice (of any training head).
+"""Bleed transplant and bleed dimming: a training bleed's excess over its surroundings, moved or scaled.
+
+Transplant: a training patient's bleed added onto a lesion-free slice (of any training head).
 
 With 48 training patients the U-Net fits their bleeds far better than it finds those of unseen
 patients (``training.fitcheck``): it learns these bleeds in these heads. A transplant shows the
 same bleed against other anatomy. Only the bleed's excess over its surroundings is added, slice by
 slice in all context channels, so the target keeps its own texture and the lesion its 3D extent.
+
+Dimming: the same excess scaled down in place, so that a conspicuous bleed is also shown as a faint
+one (all 6 bleeds under 10 HU of contrast are missed by every CV of the shipped recipe).
 """
 from __future__ import annotations
 
@@ -43,3 +48,11 @@ def transplant(target: np.ndarray, source: np.ndarray, source_masks: np.ndarray)
         return None
     added = np.stack([excess(s, m) for s, m in zip(source, source_masks)])
     return np.clip(target + added, 0.0, 1.0).astype(np.float32), source_masks[centre].astype(np.float32)
+
+
+def dim(stack: np.ndarray, masks: np.ndarray, factor: float) -> np.ndarray:
+    """(C, H, W) input channels in [0, 1] with each channel's bleed (``masks`` (C, H, W), soft) made
+    ``factor`` (0-1) times as bright above its surroundings: ``stack - (1 - factor) * excess``.
+    Pixels outside the masks are unchanged; the label stays the same."""
+    lowered = np.stack([s - (1.0 - factor) * excess(s, m) for s, m in zip(stack, masks)])
+    return np.clip(lowered, 0.0, 1.0).astype(np.float32)

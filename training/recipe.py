@@ -63,6 +63,9 @@ def describe_sampling(tcfg: dict) -> str:
             + (f"{paste:.0%} of the lesion samples transplanted into a lesion-free slice where it lands on brain "
                   "(training.paste); "
                if (paste := tcfg.get("paste_fraction")) else "")
+            + (f"{dimmed:.0%} of the lesion samples with the bleed's contrast scaled by "
+               f"{tcfg.get('dim_factor', (0.3, 1.0))[0]:g}-{tcfg.get('dim_factor', (0.3, 1.0))[1]:g} (training.paste.dim); "
+               if (dimmed := tcfg.get("dim_fraction")) else "")
             + (f"{crop}x{crop} crops around a lesion pixel or inside the head" if crop else "whole slices"))
 
 
@@ -74,4 +77,5 @@ def recipe_sampler(patients, config: dict, tcfg: dict, seed: int, batch_size: in
     return BalancedSampler(patients, int(batch_size or tcfg["batch_size"]), config["context_slices"], seed,
                            crop_size=tcfg.get("crop_size"), lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
                            window_jitter=window_jitter(tcfg, config), all_orientations=all_orientations(tcfg),
-                           paste_fraction=tcfg.get("paste_fraction", 0.0), positive_fraction=positive_fraction(tcfg))
+                           paste_fraction=tcfg.get("paste_fraction", 0.0), positive_fraction=positive_fraction(tcfg),
+                           dim_fraction=tcfg.get("dim_fraction", 0.0), dim_factor=tuple(tcfg.get("dim_factor", (0.3, 1.0))))

@@ -17,7 +17,7 @@ from model.preprocess import context_indices
 
 from .augment import augment
 from .data import Patient
-from .paste import transplant
+from .paste import dim, transplant
 from .validate import predict_patient
 
 
@@ -37,15 +37,19 @@ class BalancedSampler:
     another window; False: no flips / 90-degree rotations, a diagnostic).
     paste_fraction: share of the lesion samples shown transplanted into a random lesion-free slice
     at about the same height (``training.paste``); the batch's lesion share is unchanged.
+    dim_fraction, dim_factor: share of the lesion samples whose bleed is shown fainter, its excess
+    over its surroundings scaled by a factor drawn uniformly from ``dim_factor`` (``training.paste.dim``).
     """
 
     def __init__(self, patients: list[Patient], batch_size: int, context: int, seed: int,
                  positive_fraction: float = POSITIVE_FRACTION, p_single: float = 0.25, augment_data: bool = True,
                  crop_size: int | None = None, lesion_patient_power: float = 0.0,
-                 window_jitter: dict | None = None, all_orientations: bool = True, paste_fraction: float = 0.0):
+                 window_jitter: dict | None = None, all_orientations: bool = True, paste_fraction: float = 0.0,
+                 dim_fraction: float = 0.0, dim_factor: tuple[float, float] = (0.3, 1.0)):
         self.patients, self.batch_size, self.context = patients, batch_size, context
         self.crop_size, self.window_jitter, self.all_orientations = crop_size, window_jitter, all_orientations
         self.paste_fraction, self.neg_levels = float(paste_fraction), None
+        self.dim_fraction, self.dim_factor = float(dim_fraction), tuple(dim_factor)
         self.rng = np.random.default_rng(seed)
         self.positive_fraction, self.p_single, self.augment_data = positive_fraction, p_single, augment_data
         pos, neg = [], []
@@ -84,6 +88,9 @@ class BalancedSampler:
             pasted = transplant(target, stack, self.patients[pi].masks[idx].astype(np.float32))
             if pasted is not None:
                 stack, mask = pasted
+        # no extra random draw without dimming: the stream of earlier runs is unchanged
+        if self.dim_fraction > 0 and mask.any() and self.rng.random() < self.dim_fraction:
+            stack = dim(stack, self.patients[pi].masks[idx].astype(np.float32), self.rng.uniform(*self.dim_factor))
         rows, cols = self.crop_window(stack[len(idx) // 2], mask)
         image = stack[:, rows, cols].transpose(1, 2, 0)
         mask = mask[rows, cols]
