@@ -88,7 +88,6 @@ def test_sampler_dims_that_share_of_lesion_samples_and_keeps_their_labels():
     assert np.all((contrasts[1.0] >= 0.2 * 0.25 - 1e-6) & (contrasts[1.0] <= 0.6 * 0.25 + 1e-6))
 
 
-
 def test_the_training_config_turns_dimming_on_and_the_recipe_says_so():
     from training.recipe import describe_sampling, recipe_sampler
 
