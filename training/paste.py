@@ -18,6 +18,7 @@ from scipy import ndimage
 RING_PX = (1, 5)            # the bleed's surroundings: 1-5 pixels outside its mask (model grid)
 BRAIN_RANGE = (0.3, 0.9)    # unit values of brain at the L40/W120 export (~-4 to 88 HU)
 MIN_BRAIN_SHARE = 0.8       # of the pasted pixels that must land on brain-like values
+DIM_FACTOR = (0.3, 1.0)     # default range of a dimmed bleed's contrast factor (training config "dim_factor")
 
 
 def excess(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -50,6 +50,13 @@ def describe_augmentation(jitter: dict | None, all_orientations: bool = True) ->
               "noise; 25% single-slice (2D) inputs")
 
 
+def dim_factor(tcfg: dict) -> tuple[float, float]:
+    """The range of a dimmed bleed's contrast factor in training config ``tcfg`` (training.paste)."""
+    from .paste import DIM_FACTOR
+
+    return tuple(tcfg.get("dim_factor", DIM_FACTOR))
+
+
 def describe_sampling(tcfg: dict) -> str:
     """The batch sampling of a training config, in words."""
     power = float(tcfg.get("lesion_patient_power", 0.0))
@@ -64,7 +71,7 @@ def describe_sampling(tcfg: dict) -> str:
                   "(training.paste); "
                if (paste := tcfg.get("paste_fraction")) else "")
             + (f"{dimmed:.0%} of the lesion samples with the bleed's contrast scaled by "
-               f"{tcfg.get('dim_factor', (0.3, 1.0))[0]:g}-{tcfg.get('dim_factor', (0.3, 1.0))[1]:g} (training.paste.dim); "
+               "{:g}-{:g} (training.paste.dim); ".format(*dim_factor(tcfg))
                if (dimmed := tcfg.get("dim_fraction")) else "")
             + (f"{crop}x{crop} crops around a lesion pixel or inside the head" if crop else "whole slices"))
 
@@ -78,4 +85,4 @@ def recipe_sampler(patients, config: dict, tcfg: dict, seed: int, batch_size: in
                            crop_size=tcfg.get("crop_size"), lesion_patient_power=tcfg.get("lesion_patient_power", 0.0),
                            window_jitter=window_jitter(tcfg, config), all_orientations=all_orientations(tcfg),
                            paste_fraction=tcfg.get("paste_fraction", 0.0), positive_fraction=positive_fraction(tcfg),
-                           dim_fraction=tcfg.get("dim_fraction", 0.0), dim_factor=tuple(tcfg.get("dim_factor", (0.3, 1.0))))
+                           dim_fraction=tcfg.get("dim_fraction", 0.0), dim_factor=dim_factor(tcfg))

@@ -17,7 +17,7 @@ from model.preprocess import context_indices
 
 from .augment import augment
 from .data import Patient
-from .paste import dim, transplant
+from .paste import DIM_FACTOR, dim, transplant
 from .validate import predict_patient
 
 
@@ -45,7 +45,7 @@ class BalancedSampler:
                  positive_fraction: float = POSITIVE_FRACTION, p_single: float = 0.25, augment_data: bool = True,
                  crop_size: int | None = None, lesion_patient_power: float = 0.0,
                  window_jitter: dict | None = None, all_orientations: bool = True, paste_fraction: float = 0.0,
-                 dim_fraction: float = 0.0, dim_factor: tuple[float, float] = (0.3, 1.0)):
+                 dim_fraction: float = 0.0, dim_factor: tuple[float, float] = DIM_FACTOR):
         self.patients, self.batch_size, self.context = patients, batch_size, context
         self.crop_size, self.window_jitter, self.all_orientations = crop_size, window_jitter, all_orientations
         self.paste_fraction, self.neg_levels = float(paste_fraction), None
