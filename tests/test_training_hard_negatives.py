@@ -1,9 +1,10 @@
-"""Hard-negative mining: lesion-free slices drawn where the net marks false lesions."""
+"""Hard-example mining: lesion-free slices drawn where the net marks false lesions, lesion slices where it misses the bleed."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from training.sampler import BalancedSampler, mine_hard_negatives
+from training.sampler import BalancedSampler, mine_hard_negatives, mine_hard_positives
 
 
 def _fake_net(marked: set[float]):
@@ -50,17 +51,39 @@ def test_without_mining_the_random_stream_of_earlier_runs_is_unchanged(synthetic
     assert draws == [int(b.rng.integers(len(b.neg))) for _ in range(20)]
 
 
-def test_a_training_config_with_hard_negatives_mines_during_training(tmp_path, monkeypatch, tiny_training,
-                                                                     synthetic_patients):
+@pytest.mark.parametrize("key, every, mined_at", [("hard_negatives", 1, [2, 3]), ("hard_positives", 2, [2])])
+def test_a_training_config_with_mining_mines_during_training_and_says_so(key, every, mined_at, tmp_path, monkeypatch,
+                                                                         tiny_training, synthetic_patients):
     import training.train as train
 
     calls = []
-    real = train.mine_hard_negatives
-    monkeypatch.setattr(train, "mine_hard_negatives",
+    miner = f"mine_{key}"
+    real = getattr(train, miner)
+    monkeypatch.setattr(train, miner,
                         lambda sampler, predict, fraction: calls.append(fraction) or real(sampler, predict, fraction))
     monkeypatch.setitem(tiny_training.TRAINING, "unet", {
         "steps": 4, "batch_size": 4, "learning_rate": 1e-3, "val_every": 4,
-        "hard_negatives": {"fraction": 0.5, "every": 1, "start": 2}})
+        key: {"fraction": 0.5, "every": every, "start": 2}})
     config = train.train_model("unet", synthetic_patients, [], tmp_path / "w", tmp_path / "runs", steps=4)
-    assert calls == [0.5, 0.5]                                 # steps 2 and 3 (not after the last step)
-    assert "hard negatives" in config["training"]["sampling"]
+    assert calls == [0.5] * len(mined_at)                      # at these steps, never after the last one
+    sampling = config["training"]["sampling"]
+    assert key.replace("_", " ") in sampling
+    other = {"hard_negatives": "hard positives", "hard_positives": "hard negatives"}[key]
+    assert other not in sampling
+
+
+def test_hard_positive_mining_weights_lesion_slices_by_the_share_of_their_bleed_missed(synthetic_patients):
+    sampler = BalancedSampler(synthetic_patients, 8, context=1, seed=0, augment_data=False)
+    found = {float(synthetic_patients[pi].images[z, 0, 0]) for pi, z in sampler.pos[1:]}
+
+    def net(x):      # marks every pixel of the lesion slices in ``found``, nothing elsewhere
+        keep = np.array([float(first) in found for first in x[:, 0, 0, x.shape[-1] // 2]])
+        return np.broadcast_to(keep[:, None, None, None], (*x.shape[:3], 1)).astype(np.float32)
+
+    missed = mine_hard_positives(sampler, net, fraction=1.0)
+    assert missed.shape == (len(sampler.pos),) and missed[0] == 1.0 and not missed[1:].any()
+    assert {sampler.draw_lesion_slice() for _ in range(50)} == {0}
+    for _ in range(3):                                         # lesion share unchanged (40% of 8)
+        assert int(sampler.batch()[1].reshape(8, -1).max(axis=1).sum()) == 3
+    sampler.set_hard_positives(np.zeros(len(sampler.pos)), 0.5)
+    assert sampler.hard_pos == (None, 0.0)

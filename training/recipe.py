@@ -67,6 +67,9 @@ def describe_sampling(tcfg: dict) -> str:
             + (f"from step {hard['start']}, every {hard['every']} steps, {hard['fraction']:.0%} of the lesion-free "
                "slices drawn in proportion to the net's false-positive pixels on them (hard negatives); "
                if (hard := tcfg.get("hard_negatives")) else "")
+            + (f"from step {hard['start']}, every {hard['every']} steps, {hard['fraction']:.0%} of the lesion "
+               "slices drawn in proportion to the share of their bleed the net misses (hard positives); "
+               if (hard := tcfg.get("hard_positives")) else "")
             + (f"{paste:.0%} of the lesion samples transplanted into a lesion-free slice where it lands on brain "
                   "(training.paste); "
                if (paste := tcfg.get("paste_fraction")) else "")

@@ -4,7 +4,8 @@ Only ~11% of slices contain blood, so each batch draws 40% of its samples from l
 60% from lesion-free slices (the 31 lesion-free patients included, as negatives). Lesion slices
 can be weighted by patient (``lesion_patient_power``) so that a patient with 20 bleeding slices
 does not drown one with 2. With hard-negative mining (``set_hard_negatives``) a share of the
-lesion-free samples is drawn where the net currently marks false lesions.
+lesion-free samples is drawn where the net currently marks false lesions; with hard-positive
+mining (``set_hard_positives``) a share of the lesion samples where it currently misses the bleed.
 """
 from __future__ import annotations
 
@@ -60,15 +61,19 @@ class BalancedSampler:
         self.pos, self.neg = np.array(pos), np.array(neg)
         self.pos_p = lesion_slice_weights(self.pos, lesion_patient_power)
         self.hard: tuple[np.ndarray | None, float] = (None, 0.0)   # (lesion-free slice weights, share)
+        self.hard_pos: tuple[np.ndarray | None, float] = (None, 0.0)   # (lesion slice weights, share)
 
     def set_hard_negatives(self, hardness: np.ndarray, fraction: float) -> None:
         """Draw ``fraction`` of the lesion-free samples in proportion to ``hardness`` (one value >= 0
         per row of ``self.neg``: e.g. the net's false-positive pixels there), the rest uniformly.
         All-zero hardness (no false lesion anywhere) keeps uniform drawing."""
-        hardness = np.asarray(hardness, np.float64)
-        total = hardness.sum()
-        # one assignment: the prefetch thread reads weights and share together
-        self.hard = (hardness / total, float(fraction)) if total > 0 else (None, 0.0)
+        self.hard = _drawing_weights(hardness, fraction)
+
+    def set_hard_positives(self, hardness: np.ndarray, fraction: float) -> None:
+        """Draw ``fraction`` of the lesion samples in proportion to ``hardness`` (one value >= 0 per
+        row of ``self.pos``: e.g. the share of the slice's bleed the net misses), the rest as without
+        mining. All-zero hardness (every bleed found) keeps the usual drawing."""
+        self.hard_pos = _drawing_weights(hardness, fraction)
 
     def channels(self, pi: int, z: int, single: bool) -> np.ndarray:
         """Slice indices of sample (pi, z)'s channels: its neighbours, or itself repeated (2D upload)."""
@@ -125,6 +130,10 @@ class BalancedSampler:
         return slice(y0, y0 + c), slice(x0, x0 + c)
 
     def draw_lesion_slice(self) -> int:
+        # without mining no extra random draw, so the stream of earlier runs is unchanged
+        hard_p, fraction = self.hard_pos
+        if hard_p is not None and self.rng.random() < fraction:
+            return int(self.rng.choice(len(self.pos), p=hard_p))
         # integers() when uniform keeps the random stream of runs made before the weighting existed
         if self.pos_p is None:
             return int(self.rng.integers(len(self.pos)))
@@ -167,13 +176,43 @@ def mine_hard_negatives(sampler: BalancedSampler, predict, fraction: float, thre
     ``fraction`` of the lesion-free samples in proportion to them from now on. ``predict`` maps
     (n, H, W, C) to (n, H, W, 1). Returns the counts."""
     counts = np.zeros(len(sampler.neg))
-    for pi, patient in enumerate(sampler.patients):
-        rows = np.flatnonzero(sampler.neg[:, 0] == pi)
-        if len(rows):   # whole slices with their neighbours, as at inference (no augmentation)
-            prob = predict_patient(predict, patient, sampler.context)[sampler.neg[rows, 1]]
-            counts[rows] = (prob >= threshold).reshape(len(rows), -1).sum(axis=1)
+    for rows, prob, _ in _slice_predictions(sampler, sampler.neg, predict):
+        counts[rows] = (prob >= threshold).reshape(len(rows), -1).sum(axis=1)
     sampler.set_hard_negatives(counts, fraction)
     return counts
+
+
+def mine_hard_positives(sampler: BalancedSampler, predict, fraction: float, threshold: float = 0.5) -> np.ndarray:
+    """Hard-positive mining: per lesion slice of ``sampler`` (rows of ``sampler.pos``), the share of
+    its lesion pixels the net leaves below ``threshold`` (0: all found, 1: all missed, whatever the
+    bleed's size), and draw ``fraction`` of the lesion samples in proportion to it from now on.
+    ``predict`` maps (n, H, W, C) to (n, H, W, 1). Returns the missed shares."""
+    missed = np.zeros(len(sampler.pos))
+    for rows, prob, masks in _slice_predictions(sampler, sampler.pos, predict):
+        lesion = (masks > 0.5).reshape(len(rows), -1)
+        hit = lesion & (prob.reshape(len(rows), -1) >= threshold)
+        missed[rows] = 1.0 - hit.sum(axis=1) / np.maximum(lesion.sum(axis=1), 1)
+    sampler.set_hard_positives(missed, fraction)
+    return missed
+
+
+def _slice_predictions(sampler: BalancedSampler, table: np.ndarray, predict):
+    """Per patient with slices in ``table`` ((N, 2) rows of patient index, slice): (its row indices,
+    the net's (n, H, W) probabilities on those slices, their (n, H, W) masks). Whole slices with
+    their neighbours, as at inference (no augmentation)."""
+    for pi, patient in enumerate(sampler.patients):
+        rows = np.flatnonzero(table[:, 0] == pi)
+        if len(rows):
+            z = table[rows, 1]
+            yield rows, predict_patient(predict, patient, sampler.context)[z], patient.masks[z]
+
+
+def _drawing_weights(hardness: np.ndarray, fraction: float) -> tuple[np.ndarray | None, float]:
+    """(normalised ``hardness``, ``fraction``), or (None, 0.0) when nothing is hard. One tuple: the
+    prefetch thread reads weights and share together."""
+    hardness = np.asarray(hardness, np.float64)
+    total = hardness.sum()
+    return (hardness / total, float(fraction)) if total > 0 else (None, 0.0)
 
 
 def lesion_slice_weights(pos: np.ndarray, power: float) -> np.ndarray | None:

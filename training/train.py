@@ -27,7 +27,7 @@ from .configs import model_config, training_config  # noqa: E402
 from .data import Patient, load_dataset  # noqa: E402
 from .device import set_threads, training_precision  # noqa: E402
 from .recipe import describe_augmentation, describe_loss, describe_sampling, recipe_sampler  # noqa: E402
-from .sampler import mine_hard_negatives, prefetch  # noqa: E402
+from .sampler import mine_hard_negatives, mine_hard_positives, prefetch  # noqa: E402
 from .validate import grid_scale_for, validate  # noqa: E402
 
 
@@ -120,13 +120,29 @@ def lr_schedule(tcfg: dict, steps: int):
         alpha=0.02)
 
 
-def mine(sampler: BalancedSampler, full, model, predict, hard: dict, log) -> None:
-    """Re-weight the lesion-free slices by the current net's false positives (``hard``: configs)."""
-    started = time.time()
+# what a miner's log line counts: its values per slice -> the slices counted, and what they are
+MINED = {"hard_negatives": ("lesion-free slices marked", lambda v: v > 0),
+         "hard_positives": ("lesion slices with most of the bleed missed", lambda v: v > 0.5)}
+
+
+def mine(sampler: BalancedSampler, full, model, predict, tcfg: dict, step: int, log, resumed: bool = False) -> None:
+    """Re-weight the slices by the current net's errors where a miner of ``tcfg`` is due at ``step``
+    (``"hard_negatives"``: lesion-free slices by their false-positive pixels; ``"hard_positives"``:
+    lesion slices by the share of their bleed missed; each {"fraction", "every", "start"}).
+    ``resumed``: a resumed run re-mines every miner already started."""
+    due = [key for key in MINED if (hard := tcfg.get(key)) and step >= hard["start"]
+           and (resumed or step % hard["every"] == 0)]
+    if not due:
+        return
     if full is not model:
         full.set_weights(model.get_weights())
-    counts = mine_hard_negatives(sampler, predict, float(hard["fraction"]))
-    log(f"hard negatives: {int((counts > 0).sum())} of {len(counts)} lesion-free slices marked ({time.time() - started:.0f} s)")
+    for key in due:
+        started = time.time()
+        miner = {"hard_negatives": mine_hard_negatives, "hard_positives": mine_hard_positives}[key]
+        what, counted = MINED[key]
+        values = miner(sampler, predict, float(tcfg[key]["fraction"]))
+        log(f"{key.replace('_', ' ')}: {int(counted(values).sum())} of {len(values)} {what} "
+            f"({time.time() - started:.0f} s)")
 
 
 def train_model(name: str, train: list[Patient], val: list[Patient], out_dir: Path, runs_dir: Path,
@@ -174,9 +190,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
         restore_seed_states(model, state["seed_states"])
     model.optimizer.iterations.assign(state["step"])
     predict = compiled_predict(full)
-    hard = tcfg.get("hard_negatives")
-    if hard and state["step"] >= hard["start"]:            # resumed past the first mining
-        mine(sampler, full, model, predict, hard, log)
+    mine(sampler, full, model, predict, tcfg, state["step"], log, resumed=True)   # past the first mining
     scale = grid_scale_for(config["input_size"])
     out_dir.mkdir(parents=True, exist_ok=True)
     t0, batches, losses = time.time(), prefetch(sampler), []
@@ -190,8 +204,8 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
             rate = (time.time() - t0) / max(1, len(losses))
             log(f"[{config['name']}] step {step}/{steps} loss {np.mean(losses[-10:]):.4f} "
                 f"{rate:.2f}s/step eta {rate * (steps - step) / 60:.1f} min")
-        if hard and step >= hard["start"] and step % hard["every"] == 0 and step < steps:
-            mine(sampler, full, model, predict, hard, log)
+        if step < steps:
+            mine(sampler, full, model, predict, tcfg, step, log)
         if step % tcfg["val_every"] == 0 or step == steps:
             if full is not model:
                 full.set_weights(model.get_weights())
