@@ -80,6 +80,9 @@ TRAINING = {
     # the other folds' lesion-free patients ("crossfit_max_fp_share"), since the selection score picked 0.3 / 400
     # voxels for this net (0.350 with 6 of 31 FP). Full CV 0.284 with 2 of 31 against the base-8 recipe's 0.234 with
     # 2 chosen the same way, paired +0.050 (95% 0.019 to 0.087) (reports/experiments/unet_base16_cpu_cv.json).
+    # "dim_fraction" 0.5, "dim_factor" [0.3, 1.0] (bleeds shown fainter, training.paste.dim): folds 0+3 with --crossfit
+    # size 0.278 with 4 FP of 12 against 0.260 / 3 and 0.288 / 2 for this recipe's two seeds, the same 6 bleeds found
+    # (reports/experiments/unet_base16_bleed_dimming.json): not used.
     # The base-8 recipe was: base_filters 8, steps 3000, batch_size 8, lr_cycle_steps 2000 (then 1000 at x0.25).
     "unet": {"steps": 4700, "lr_cycle_steps": None, "lr_cycle_mul": 0.5, "lr_cycle_decay": 0.25,
              "batch_size": 16, "learning_rate": 2e-3, "val_every": 250, "crop_size": None,
