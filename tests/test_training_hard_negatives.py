@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.sampler import BalancedSampler, mine_hard_negatives, mine_hard_positives
+from training.mining import MINERS, mine_hard_negatives, mine_hard_positives
+from training.sampler import BalancedSampler
 
 
 def _fake_net(marked: set[float]):
@@ -57,10 +58,9 @@ def test_a_training_config_with_mining_mines_during_training_and_says_so(key, ev
     import training.train as train
 
     calls = []
-    miner = f"mine_{key}"
-    real = getattr(train, miner)
-    monkeypatch.setattr(train, miner,
-                        lambda sampler, predict, fraction: calls.append(fraction) or real(sampler, predict, fraction))
+    real = MINERS[key].run
+    monkeypatch.setitem(MINERS, key, MINERS[key]._replace(
+        run=lambda sampler, predict, fraction: calls.append(fraction) or real(sampler, predict, fraction)))
     monkeypatch.setitem(tiny_training.TRAINING, "unet", {
         "steps": 4, "batch_size": 4, "learning_rate": 1e-3, "val_every": 4,
         key: {"fraction": 0.5, "every": every, "start": 2}})

@@ -19,7 +19,6 @@ from model.preprocess import context_indices
 from .augment import augment
 from .data import Patient
 from .paste import DIM_FACTOR, dim, transplant
-from .validate import predict_patient
 
 
 POSITIVE_FRACTION = 0.4   # share of each batch drawn from lesion slices
@@ -168,43 +167,6 @@ class BalancedSampler:
                 and self.rng.random() < self.paste_fraction else None for i in range(len(picks))]
         xs, ys = zip(*(self.sample(int(pi), int(z), target) for (pi, z), target in zip(picks, into)))
         return np.stack(xs), np.stack(ys)[..., None]
-
-
-def mine_hard_negatives(sampler: BalancedSampler, predict, fraction: float, threshold: float = 0.5) -> np.ndarray:
-    """Hard-negative mining: count, per lesion-free slice of ``sampler`` (rows of ``sampler.neg``),
-    the pixels the net marks with probability >= ``threshold`` (all false positives), and draw
-    ``fraction`` of the lesion-free samples in proportion to them from now on. ``predict`` maps
-    (n, H, W, C) to (n, H, W, 1). Returns the counts."""
-    counts = np.zeros(len(sampler.neg))
-    for rows, prob, _ in _slice_predictions(sampler, sampler.neg, predict):
-        counts[rows] = (prob >= threshold).reshape(len(rows), -1).sum(axis=1)
-    sampler.set_hard_negatives(counts, fraction)
-    return counts
-
-
-def mine_hard_positives(sampler: BalancedSampler, predict, fraction: float, threshold: float = 0.5) -> np.ndarray:
-    """Hard-positive mining: per lesion slice of ``sampler`` (rows of ``sampler.pos``), the share of
-    its lesion pixels the net leaves below ``threshold`` (0: all found, 1: all missed, whatever the
-    bleed's size), and draw ``fraction`` of the lesion samples in proportion to it from now on.
-    ``predict`` maps (n, H, W, C) to (n, H, W, 1). Returns the missed shares."""
-    missed = np.zeros(len(sampler.pos))
-    for rows, prob, masks in _slice_predictions(sampler, sampler.pos, predict):
-        lesion = (masks > 0.5).reshape(len(rows), -1)
-        hit = lesion & (prob.reshape(len(rows), -1) >= threshold)
-        missed[rows] = 1.0 - hit.sum(axis=1) / np.maximum(lesion.sum(axis=1), 1)
-    sampler.set_hard_positives(missed, fraction)
-    return missed
-
-
-def _slice_predictions(sampler: BalancedSampler, table: np.ndarray, predict):
-    """Per patient with slices in ``table`` ((N, 2) rows of patient index, slice): (its row indices,
-    the net's (n, H, W) probabilities on those slices, their (n, H, W) masks). Whole slices with
-    their neighbours, as at inference (no augmentation)."""
-    for pi, patient in enumerate(sampler.patients):
-        rows = np.flatnonzero(table[:, 0] == pi)
-        if len(rows):
-            z = table[rows, 1]
-            yield rows, predict_patient(predict, patient, sampler.context)[z], patient.masks[z]
 
 
 def _drawing_weights(hardness: np.ndarray, fraction: float) -> tuple[np.ndarray | None, float]:

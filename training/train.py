@@ -26,8 +26,9 @@ from model.postprocess import TYPICAL_PIXEL_MM2, TYPICAL_VOXEL_MM3  # noqa: E402
 from .configs import model_config, training_config  # noqa: E402
 from .data import Patient, load_dataset  # noqa: E402
 from .device import set_threads, training_precision  # noqa: E402
+from .mining import mine  # noqa: E402
 from .recipe import describe_augmentation, describe_loss, describe_sampling, recipe_sampler  # noqa: E402
-from .sampler import mine_hard_negatives, mine_hard_positives, prefetch  # noqa: E402
+from .sampler import prefetch  # noqa: E402
 from .validate import grid_scale_for, validate  # noqa: E402
 
 
@@ -118,31 +119,6 @@ def lr_schedule(tcfg: dict, steps: int):
     return keras.optimizers.schedules.CosineDecayRestarts(
         lr, cycle, t_mul=float(tcfg.get("lr_cycle_mul", 1.0)), m_mul=float(tcfg.get("lr_cycle_decay", 1.0)),
         alpha=0.02)
-
-
-# what a miner's log line counts: its values per slice -> the slices counted, and what they are
-MINED = {"hard_negatives": ("lesion-free slices marked", lambda v: v > 0),
-         "hard_positives": ("lesion slices with most of the bleed missed", lambda v: v > 0.5)}
-
-
-def mine(sampler: BalancedSampler, full, model, predict, tcfg: dict, step: int, log, resumed: bool = False) -> None:
-    """Re-weight the slices by the current net's errors where a miner of ``tcfg`` is due at ``step``
-    (``"hard_negatives"``: lesion-free slices by their false-positive pixels; ``"hard_positives"``:
-    lesion slices by the share of their bleed missed; each {"fraction", "every", "start"}).
-    ``resumed``: a resumed run re-mines every miner already started."""
-    due = [key for key in MINED if (hard := tcfg.get(key)) and step >= hard["start"]
-           and (resumed or step % hard["every"] == 0)]
-    if not due:
-        return
-    if full is not model:
-        full.set_weights(model.get_weights())
-    for key in due:
-        started = time.time()
-        miner = {"hard_negatives": mine_hard_negatives, "hard_positives": mine_hard_positives}[key]
-        what, counted = MINED[key]
-        values = miner(sampler, predict, float(tcfg[key]["fraction"]))
-        log(f"{key.replace('_', ' ')}: {int(counted(values).sum())} of {len(values)} {what} "
-            f"({time.time() - started:.0f} s)")
 
 
 def train_model(name: str, train: list[Patient], val: list[Patient], out_dir: Path, runs_dir: Path,
