@@ -83,6 +83,9 @@ TRAINING = {
     # "dim_fraction" 0.5, "dim_factor" [0.3, 1.0] (bleeds shown fainter, training.paste.dim): folds 0+3 with --crossfit
     # size 0.278 with 4 FP of 12 against 0.260 / 3 and 0.288 / 2 for this recipe's two seeds, the same 6 bleeds found
     # (reports/experiments/unet_base16_bleed_dimming.json): not used.
+    # "hard_positives" {"fraction": 0.5, "every": 250, "start": 1000} (training.mining): full CV 0.316 with 2 of 31 FP,
+    # paired +0.012 (95% -0.012 to 0.046) against this recipe's seed-0 archive CV
+    # (reports/experiments/unet_base16_hard_positives.json): not used.
     # The base-8 recipe was: base_filters 8, steps 3000, batch_size 8, lr_cycle_steps 2000 (then 1000 at x0.25).
     "unet": {"steps": 4700, "lr_cycle_steps": None, "lr_cycle_mul": 0.5, "lr_cycle_decay": 0.25,
              "batch_size": 16, "learning_rate": 2e-3, "val_every": 250, "crop_size": None,
