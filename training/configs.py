@@ -86,6 +86,9 @@ TRAINING = {
     # "hard_positives" {"fraction": 0.5, "every": 250, "start": 1000} (training.mining): full CV 0.316 with 2 of 31 FP,
     # paired +0.012 (95% -0.012 to 0.046) against this recipe's seed-0 archive CV
     # (reports/experiments/unet_base16_hard_positives.json): not used.
+    # hard_negatives and hard_positives together (each as above): folds 0+3 with --crossfit size 0.272 with 1 FP
+    # of 12, the same 6 bleeds as this recipe's seeds (hard positives alone 0.317 / 7 / 1)
+    # (reports/experiments/unet_base16_hard_neg_pos.json): not used.
     # The base-8 recipe was: base_filters 8, steps 3000, batch_size 8, lr_cycle_steps 2000 (then 1000 at x0.25).
     "unet": {"steps": 4700, "lr_cycle_steps": None, "lr_cycle_mul": 0.5, "lr_cycle_decay": 0.25,
              "batch_size": 16, "learning_rate": 2e-3, "val_every": 250, "crop_size": None,
