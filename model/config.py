@@ -1,9 +1,9 @@
 """Model configs: ``NAME.json`` next to ``NAME.weights.h5`` (and ``NAME.onnx``) in a weights dir.
 
 A config says how to build the network (``architecture``, ``arch_params``), how to prepare its
-input (``input_size`` [rows, cols], ``in_channels``, ``context_slices``, ``window`` in HU) and
-how to turn its output into a mask (``threshold``, ``postprocess``). Nothing here imports
-TensorFlow, Keras or ONNX Runtime.
+input (``input_size`` [rows, cols], ``in_channels``, ``context_slices``, ``mirror_channel``,
+``window`` in HU) and how to turn its output into a mask (``threshold``, ``postprocess``).
+Nothing here imports TensorFlow, Keras or ONNX Runtime.
 """
 from __future__ import annotations
 
@@ -92,6 +92,12 @@ def _positive(value: Any) -> bool:
         and math.isfinite(value) and value > 0
 
 
+def expected_channels(config: dict) -> int:
+    """Network input channels: the slice and its 2 * context_slices neighbours, plus the slice
+    mirrored about the head's midline when ``mirror_channel`` (``model.symmetry``)."""
+    return 2 * int(config.get("context_slices", 0)) + 1 + int(bool(config.get("mirror_channel", False)))
+
+
 def validate_config(config: Any, *, source: str = "config", name: str | None = None) -> dict:
     """Check the fields the pipeline relies on and fill defaults; returns a new dict."""
     _require(isinstance(config, dict), "top level must be an object", source)
@@ -99,7 +105,8 @@ def validate_config(config: Any, *, source: str = "config", name: str | None = N
     config.setdefault("name", name)
     config.setdefault("version", "unknown")
     config.setdefault("context_slices", 0)
-    config.setdefault("in_channels", 2 * int(config["context_slices"]) + 1)
+    config.setdefault("mirror_channel", False)
+    config.setdefault("in_channels", expected_channels(config))
     config.setdefault("threshold", 0.5)
     config.setdefault("metrics", {})
     config["window"] = {"level": 40.0, "width": 120.0, **config.get("window", {})}
@@ -111,8 +118,9 @@ def validate_config(config: Any, *, source: str = "config", name: str | None = N
              "input_size must be [rows, cols]", source)
     context = config["context_slices"]
     _require(isinstance(context, int) and context >= 0, "context_slices must be an int >= 0", source)
-    _require(config["in_channels"] == 2 * context + 1,
-             "in_channels must equal 2 * context_slices + 1", source)
+    _require(isinstance(config["mirror_channel"], bool), "mirror_channel must be true or false", source)
+    _require(config["in_channels"] == expected_channels(config),
+             "in_channels must equal 2 * context_slices + 1 (+ 1 with mirror_channel)", source)
     _require(isinstance(config["threshold"], (int, float)) and 0 < config["threshold"] < 1,
              "threshold must be in (0, 1)", source)
     _require(_positive(config["window"]["width"]), "window.width must be > 0", source)

@@ -20,11 +20,13 @@ from .measure import measure, pixel_area_mm2, voxel_volume_mm3
 from .orientation import (LOW_CONFIDENCE, RADIOLOGICAL_TO_ANTERIOR_RIGHT, OrientationEstimator, load_estimator,
                           model_frame, quarter_turns)
 from .postprocess import binarize, clean_and_label, core_mask, has_core_rule, single_slice_settings
-from .preprocess import Window, apply_export_window, model_input, parse_export_window, resize_back, to_unit_range
+from .preprocess import (Window, apply_export_window, model_input, parse_export_window, resize_back, resize_slices,
+                         to_unit_range)
 from .readers import input_stem, read_sources
 from .readers.geometry import file_layout_xyz
 from .result import SegmentationResult
 from .runtime import Predictor, load_predictor
+from .symmetry import stack_midline
 from .types import CTImage, Limits
 
 CHUNK_SLICES = 4   # slices preprocessed and resized back at a time (bounds the memory used)
@@ -128,12 +130,15 @@ def infer_mask(predictor: Predictor, image: CTImage, timings: dict) -> tuple[np.
     binary = np.zeros(image.array.shape, dtype=bool)
     settings = config["postprocess"]
     core = np.zeros(image.array.shape, dtype=bool) if has_core_rule(settings) else None
+    mirror = bool(config.get("mirror_channel"))
+    with stage("preprocess", timings):
+        line = stack_midline(resize_slices(to_unit_range(image.array, image.intensity, window), size)) if mirror else None
     for z0 in range(0, depth, CHUNK_SLICES):
         z1 = min(depth, z0 + CHUNK_SLICES)
         lo, hi = max(0, z0 - context), min(depth, z1 + context)
         with stage("preprocess", timings):
             unit = to_unit_range(image.array[lo:hi], image.intensity, window)
-            x = model_input(unit, size, context)[z0 - lo:z1 - lo]
+            x = model_input(unit, size, context, mirror, line)[z0 - lo:z1 - lo]
         with stage("predict", timings):
             prob = predictor.predict(x)
         with stage("postprocess", timings):

@@ -115,14 +115,33 @@ def context_indices(num_slices: int, context: int) -> np.ndarray:
     return np.clip(np.arange(num_slices)[:, None] + offsets[None, :], 0, num_slices - 1)
 
 
-def model_input(unit: np.ndarray, size: tuple[int, int], context: int) -> np.ndarray:
-    """(Z, Y, X) image in [0, 1] -> (Z, size[0], size[1], 2*context+1) float32 network input.
+def stack_input(small: np.ndarray, context: int, mirrored: np.ndarray | None = None) -> np.ndarray:
+    """(Z, h, w) slices on the model grid -> (Z, h, w, C) network input.
 
-    Channel ``context`` is the slice itself, the others its neighbours (2.5D). A single
-    slice (Z = 1) repeats itself in every channel, which the models are trained to accept.
+    Channel ``context`` is the slice itself, the others its neighbours (2.5D), C = 2*context+1;
+    with ``mirrored`` ((Z, h, w): each slice mirrored about the head's midline, ``model.symmetry``)
+    that slice's mirror is one more channel, the last.
+    """
+    x = small[context_indices(small.shape[0], context)].transpose(0, 2, 3, 1)
+    if mirrored is not None:
+        x = np.concatenate([x, mirrored[..., None]], axis=-1)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def model_input(unit: np.ndarray, size: tuple[int, int], context: int, mirror: bool = False,
+                line=None) -> np.ndarray:
+    """(Z, Y, X) image in [0, 1] -> (Z, size[0], size[1], C) float32 network input (``stack_input``).
+
+    A single slice (Z = 1) repeats itself in every context channel, which the models are trained
+    to accept. ``mirror``: add the mirror channel, about ``line`` (a ``model.symmetry.Midline`` on
+    the model grid, found for the whole stack so that every chunk of it uses the same one) or, when
+    None, about the midline of ``unit`` itself.
     """
     small = resize_slices(unit, size)
-    return np.ascontiguousarray(small[context_indices(small.shape[0], context)].transpose(0, 2, 3, 1))
+    if not mirror:
+        return stack_input(small, context)
+    from .symmetry import mirror_slices, stack_midline
+    return stack_input(small, context, mirror_slices(small, line if line is not None else stack_midline(small)))
 
 
 def resize_back(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

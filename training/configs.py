@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 
+from model.config import expected_channels
+
 BASE = {
     "version": "1.0.0",
     "input_size": [224, 224],
@@ -107,7 +109,9 @@ def model_config(name: str) -> dict:
     name = name.replace("-", "_")
     if name not in MODELS:
         raise SystemExit(f"unknown model {name!r}: choose unet or two-branch")
-    return {**copy.deepcopy(BASE), **copy.deepcopy(MODELS[name])}
+    config = {**copy.deepcopy(BASE), **copy.deepcopy(MODELS[name])}
+    config["in_channels"] = expected_channels(config)
+    return config
 
 
 def training_config(name: str) -> dict:

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from model.preprocess import Window, resize_slices, to_unit_range
+from model.symmetry import mirrored_stack
 
 # The window the ct-ich PNGs were exported with (level, width in HU; see the data's README).
 PNG_WINDOW_HU = (40.0, 120.0)
@@ -24,12 +25,15 @@ PNG_WINDOW_HU = (40.0, 120.0)
 class Patient:
     """One patient's slices in slice order.
 
-    images: (Z, H, W) float32 in [0, 1] on the model grid; masks: (Z, H, W) float32 in [0, 1].
+    images: (Z, H, W) float32 in [0, 1] on the model grid; masks: (Z, H, W) float32 in [0, 1];
+    mirrored: None, or for a model with a mirror channel (Z, H, W) float16, each slice mirrored about
+    the stack's midline (``with_mirrors``).
     """
 
     pid: str
     images: np.ndarray
     masks: np.ndarray
+    mirrored: np.ndarray | None = None
 
     @property
     def has_lesion(self) -> bool:
@@ -76,6 +80,16 @@ def load_dataset(data_dir: Path, input_size: tuple[int, int], cache_dir: Path | 
         for p in patients:
             arrays[f"{p.pid}_img"], arrays[f"{p.pid}_msk"] = p.images, p.masks
         np.savez(cache, **arrays)
+    return patients
+
+
+def with_mirrors(patients: list[Patient], config: dict) -> list[Patient]:
+    """Give every patient its mirrored slices (``model.symmetry.mirrored_stack``, as the pipeline
+    computes them) when ``config`` asks for the mirror channel; the same list, changed in place."""
+    if config.get("mirror_channel"):
+        for p in patients:
+            if p.mirrored is None:
+                p.mirrored = mirrored_stack(p.images.astype(np.float32)).astype(np.float16)
     return patients
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .configs import model_config
-from .data import Patient, dataset_folds, load_dataset
+from .data import Patient, dataset_folds, load_dataset, with_mirrors
 from .device import set_threads
 from .metrics import dice
 from .oof import component_mask
@@ -94,8 +94,8 @@ def main(argv=None) -> None:
     name = args.model.replace("-", "_")
     folds = dataset_folds(args.data, args.folds, args.seed)
     chosen = [int(k) for k in args.only_folds.split(",")] if args.only_folds else list(range(len(folds)))
-    input_size = tuple(model_config(name)["input_size"])
-    patients = load_dataset(args.data, input_size, cache_dir=args.runs / "cache")
+    config = model_config(name)
+    patients = with_mirrors(load_dataset(args.data, tuple(config["input_size"]), cache_dir=args.runs / "cache"), config)
     report = {"model": name, "runs": str(args.runs),
               "command": "python -m training.fitcheck " + " ".join(sys.argv[1:] if argv is None else argv),
               "folds": {}}

@@ -9,23 +9,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from model.orientation import OrientationEstimator, largest_filled_component
+from model.orientation import OrientationEstimator
+from model.symmetry import head_masks, midline
 
-# Unit intensities of tissue and of bone (>= ~96 HU at L40/W120), as the orientation estimator finds the head.
-HEAD_LEVEL = OrientationEstimator.head_level
+# Unit intensity of bone (>= ~96 HU at L40/W120), as the orientation estimator finds the skull.
 BONE_LEVEL = OrientationEstimator.bone_level
 BONE_CONTACT_PX = 2  # grid pixels: "against bone" (~2 mm on a 224 grid of a 512 x 0.45 mm slice)
-
-
-def head_masks(image: np.ndarray) -> np.ndarray:
-    """(Z, Y, X) unit-range image -> (Z, Y, X) bool: per slice, the largest tissue component
-    with its holes filled (the scanner table and noise are dropped)."""
-    out = np.zeros(image.shape, dtype=bool)
-    for z, plane in enumerate(image):
-        found = largest_filled_component(ndimage.binary_opening(plane > HEAD_LEVEL, iterations=1))
-        if found is not None:
-            out[z] = found[0]
-    return out
 
 
 def depth_map(head: np.ndarray) -> np.ndarray:
@@ -40,25 +29,14 @@ def depth_map(head: np.ndarray) -> np.ndarray:
 
 
 def midline_map(head: np.ndarray) -> np.ndarray:
-    """(Z, Y, X) head masks -> distance from the head's long axis over the head's half-width.
-
-    The axis is the principal axis of all slices' head pixels together (a head is longer front
-    to back than side to side, so it runs along the falx); half-width = 2 x the standard deviation
-    across it (exact for a uniform ellipse). Zeros when the stack holds no head.
-    """
+    """(Z, Y, X) head masks -> distance from the head's long axis (``model.symmetry.midline``)
+    over the head's half-width. Zeros when the stack holds no head."""
     out = np.zeros(head.shape, dtype=np.float32)
-    footprint = head.sum(axis=0)
-    ys, xs = np.nonzero(footprint)
-    if len(ys) < 3:
+    line = midline(head)
+    if line is None:
         return out
-    weights = footprint[ys, xs].astype(np.float64)
-    centre = np.array([np.average(ys, weights=weights), np.average(xs, weights=weights)])
-    cov = np.cov(np.stack([ys, xs]), aweights=weights)
-    values, vectors = np.linalg.eigh(cov)
-    across = vectors[:, 0]                      # the smaller eigenvalue's direction
-    half_width = 2.0 * np.sqrt(max(values[0], 1e-9))
     yy, xx = np.mgrid[0:head.shape[1], 0:head.shape[2]]
-    distance = np.abs((yy - centre[0]) * across[0] + (xx - centre[1]) * across[1]) / half_width
+    distance = np.abs((yy - line.centre[0]) * line.across[0] + (xx - line.centre[1]) * line.across[1]) / line.half_width
     out[:] = distance.astype(np.float32)
     return out
 

@@ -36,7 +36,7 @@ from model.postprocess import (drop_thin, drop_unconfident, full_connectivity, l
                                largest_cross_sections, remove_small_components)
 
 from .configs import model_config
-from .data import dataset_folds, load_dataset
+from .data import dataset_folds, load_dataset, with_mirrors
 from .device import set_threads
 from .validate import MIN_VOXELS, THRESHOLDS, grid_scale_for, predict_patient, selection_key, selection_score
 
@@ -218,7 +218,8 @@ def oof_probabilities(name: str, data: Path, runs: Path, folds: list[list[str]],
     from .train import compiled_predict, load_trained
 
     config = model_config(name)
-    cached = {p.pid: p for p in load_dataset(data, tuple(config["input_size"]), cache_dir=runs / "cache")}
+    cached = {p.pid: p for p in with_mirrors(load_dataset(data, tuple(config["input_size"]), cache_dir=runs / "cache"),
+                                             config)}
     out = {}
     for i, test in enumerate(folds):
         if only is not None and i not in only:

@@ -26,7 +26,8 @@ PASTE_LEVEL = 0.1         # a transplanted bleed goes to a slice at most this fa
 
 
 class BalancedSampler:
-    """Yields (x, y) batches: x (B, H, W, 2*context+1) float32, y (B, H, W, 1) float32.
+    """Yields (x, y) batches: x (B, H, W, 2*context+1) float32 (one channel more, the centre slice
+    mirrored about the head's midline, for patients given ``mirrored`` slices), y (B, H, W, 1) float32.
 
     p_single: probability that a sample repeats its centre slice in every channel, as a lone
     2D upload does at inference.
@@ -87,6 +88,13 @@ class BalancedSampler:
         single = self.rng.random() < self.p_single
         idx = self.channels(pi, z, single)
         stack, mask = self.patients[pi].images[idx].astype(np.float32), self.patients[pi].masks[z].astype(np.float32)
+        mirrored = self.patients[pi].mirrored
+        if mirrored is not None:
+            if into is not None or self.dim_fraction > 0:
+                raise ValueError("the mirror channel cannot be combined with bleed transplant or dimming: "
+                                 "the mirrored slice would not show the changed bleed")
+            # last channel; flips, turns and intensity changes below treat it like the others
+            stack = np.concatenate([stack, mirrored[z][None].astype(np.float32)])
         if into is not None:
             target = self.patients[into[0]].images[self.channels(*into, single)].astype(np.float32)
             pasted = transplant(target, stack, self.patients[pi].masks[idx].astype(np.float32))
@@ -95,7 +103,7 @@ class BalancedSampler:
         # no extra random draw without dimming: the stream of earlier runs is unchanged
         if self.dim_fraction > 0 and mask.any() and self.rng.random() < self.dim_fraction:
             stack = dim(stack, self.patients[pi].masks[idx].astype(np.float32), self.rng.uniform(*self.dim_factor))
-        rows, cols = self.crop_window(stack[len(idx) // 2], mask)
+        rows, cols = self.crop_window(stack[len(idx) // 2], mask)   # the centre slice
         image = stack[:, rows, cols].transpose(1, 2, 0)
         mask = mask[rows, cols]
         if self.augment_data:

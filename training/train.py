@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF_ENABLE_ONEDNN_OPTS: see
 from model.postprocess import TYPICAL_PIXEL_MM2, TYPICAL_VOXEL_MM3  # noqa: E402
 
 from .configs import model_config, training_config  # noqa: E402
-from .data import Patient, load_dataset  # noqa: E402
+from .data import Patient, load_dataset, with_mirrors  # noqa: E402
 from .device import set_threads, training_precision  # noqa: E402
 from .mining import mine  # noqa: E402
 from .recipe import describe_augmentation, describe_loss, describe_sampling, recipe_sampler  # noqa: E402
@@ -160,6 +160,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
         state = json.loads((ckpt_dir / "state.json").read_text())
         model.load_weights(ckpt_dir / "last.weights.h5")
         log(f"resumed {config['name']} from step {state['step']}")
+    with_mirrors(train + list(val or []), config)
     sampler = recipe_sampler(train, config, tcfg, seed + state["step"])
     if "sampler_rng" in state:     # checkpoints written before these were stored reseed at seed + step
         sampler.rng.bit_generator.state = state["sampler_rng"]

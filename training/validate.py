@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from model.postprocess import remove_small_components
-from model.preprocess import context_indices
+from model.preprocess import stack_input
 
 from .data import Patient
 from .metrics import dice
@@ -40,9 +40,10 @@ def grid_scale_for(input_size) -> float:
 
 
 def predict_patient(predict, patient: Patient, context: int, batch: int = 16) -> np.ndarray:
-    """(Z, H, W) probabilities on the model grid; ``predict`` maps (N,H,W,C) -> (N,H,W,1)."""
-    x = patient.images[context_indices(len(patient.images), context)].astype(np.float32)
-    x = x.transpose(0, 2, 3, 1)
+    """(Z, H, W) probabilities on the model grid; ``predict`` maps (N,H,W,C) -> (N,H,W,1). The input
+    has the patient's mirror channel when it has one (``training.data.with_mirrors``)."""
+    mirrored = None if patient.mirrored is None else patient.mirrored.astype(np.float32)
+    x = stack_input(patient.images.astype(np.float32), context, mirrored)
     return np.concatenate([np.asarray(predict(x[i:i + batch]))[..., 0] for i in range(0, len(x), batch)])
 
 
