@@ -26,7 +26,7 @@ from .readers import input_stem, read_sources
 from .readers.geometry import file_layout_xyz
 from .result import SegmentationResult
 from .runtime import Predictor, load_predictor
-from .symmetry import stack_midline
+from .symmetry import Midline, head_masks, midline
 from .types import CTImage, Limits
 
 CHUNK_SLICES = 4   # slices preprocessed and resized back at a time (bounds the memory used)
@@ -119,6 +119,14 @@ def check_image(image: CTImage) -> None:
         raise InputError("image has NaN or infinite values", stage="preprocess", status=422)
 
 
+def upload_midline(image: CTImage, window: Window, size: tuple[int, int]) -> Optional[Midline]:
+    """The head's midline on the model grid for the whole upload (``model.symmetry``), found
+    CHUNK_SLICES at a time so that memory stays that of one chunk; None without a head."""
+    heads = [head_masks(resize_slices(to_unit_range(image.array[z0:z0 + CHUNK_SLICES], image.intensity, window), size))
+             for z0 in range(0, image.array.shape[0], CHUNK_SLICES)]
+    return midline(np.concatenate(heads))
+
+
 def infer_mask(predictor: Predictor, image: CTImage, timings: dict) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """(mask, core): the thresholded (Z, Y, X) bool mask on the input grid and, for a config
     with a core rule, the mask of voxels >= its core_threshold (else None); CHUNK_SLICES at a time."""
@@ -132,7 +140,7 @@ def infer_mask(predictor: Predictor, image: CTImage, timings: dict) -> tuple[np.
     core = np.zeros(image.array.shape, dtype=bool) if has_core_rule(settings) else None
     mirror = bool(config.get("mirror_channel"))
     with stage("preprocess", timings):
-        line = stack_midline(resize_slices(to_unit_range(image.array, image.intensity, window), size)) if mirror else None
+        line = upload_midline(image, window, size) if mirror else None
     for z0 in range(0, depth, CHUNK_SLICES):
         z1 = min(depth, z0 + CHUNK_SLICES)
         lo, hi = max(0, z0 - context), min(depth, z1 + context)

@@ -130,3 +130,17 @@ def test_one_training_step_with_the_mirror_channel_gives_weights_the_pipeline_ru
     result = Segmenter(tmp_path / "w").segment_image(CTImage(array=head() * 255.0, intensity="display", kind="png",
                                                              is_volume=True))
     assert result.mask.shape == (3, 96, 96)
+
+
+def test_the_pipeline_finds_one_midline_for_the_whole_upload_across_its_chunks():
+    from model.pipeline import CHUNK_SLICES, upload_midline
+    from model.preprocess import Window, resize_slices, to_unit_range
+    from model.types import CTImage
+
+    grey = np.concatenate([head(angle_deg=a)[:1] for a in (0, 5, 10, 15, 20, 25, 30, 35, 40)]) * 255.0
+    assert len(grey) > 2 * CHUNK_SLICES
+    image = CTImage(array=grey, intensity="display", kind="png", is_volume=True)
+    found = upload_midline(image, Window(40.0, 120.0), (48, 48))
+    whole = stack_midline(resize_slices(to_unit_range(grey, "display", Window(40.0, 120.0)), (48, 48)))
+    np.testing.assert_allclose(found.centre, whole.centre)
+    np.testing.assert_allclose(np.abs(found.across), np.abs(whole.across))
