@@ -140,7 +140,7 @@ def model_input(unit: np.ndarray, size: tuple[int, int], context: int, mirror: b
     small = resize_slices(unit, size)
     if not mirror:
         return stack_input(small, context)
-    from .symmetry import mirror_slices, stack_midline
+    from .symmetry import mirror_slices, stack_midline   # here: symmetry -> orientation -> this module
     return stack_input(small, context, mirror_slices(small, line if line is not None else stack_midline(small)))
 
 

@@ -55,6 +55,12 @@ def midline(head: np.ndarray) -> Optional[Midline]:
     return Midline(centre, vectors[:, 0], 2.0 * float(np.sqrt(max(values[0], 1e-9))))  # smaller eigenvalue
 
 
+def signed_distance(line: Midline, shape: tuple[int, int]) -> np.ndarray:
+    """(Y, X) float64: each pixel's signed distance (pixels) from ``line``, positive along ``across``."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    return (yy - line.centre[0]) * line.across[0] + (xx - line.centre[1]) * line.across[1]
+
+
 def mirror_slices(image: np.ndarray, line: Optional[Midline]) -> np.ndarray:
     """(Z, Y, X) slices -> the same slices mirrored about ``line`` (bilinear; 0 where the mirror
     falls outside the slice). No line (no head found): the slices themselves, i.e. no asymmetry."""
@@ -62,7 +68,7 @@ def mirror_slices(image: np.ndarray, line: Optional[Midline]) -> np.ndarray:
     if line is None:
         return image.copy()
     yy, xx = np.mgrid[0:image.shape[1], 0:image.shape[2]].astype(np.float64)
-    signed = (yy - line.centre[0]) * line.across[0] + (xx - line.centre[1]) * line.across[1]
+    signed = signed_distance(line, image.shape[1:])
     coords = np.stack([yy - 2.0 * signed * line.across[0], xx - 2.0 * signed * line.across[1]])
     return np.stack([ndimage.map_coordinates(plane, coords, order=1, mode="constant", cval=0.0)
                      for plane in image]).astype(np.float32)

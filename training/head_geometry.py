@@ -10,7 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from model.orientation import OrientationEstimator
-from model.symmetry import head_masks, midline
+from model.symmetry import head_masks, midline, signed_distance
 
 # Unit intensity of bone (>= ~96 HU at L40/W120), as the orientation estimator finds the skull.
 BONE_LEVEL = OrientationEstimator.bone_level
@@ -35,9 +35,7 @@ def midline_map(head: np.ndarray) -> np.ndarray:
     line = midline(head)
     if line is None:
         return out
-    yy, xx = np.mgrid[0:head.shape[1], 0:head.shape[2]]
-    distance = np.abs((yy - line.centre[0]) * line.across[0] + (xx - line.centre[1]) * line.across[1]) / line.half_width
-    out[:] = distance.astype(np.float32)
+    out[:] = (np.abs(signed_distance(line, head.shape[1:])) / line.half_width).astype(np.float32)
     return out
 
 

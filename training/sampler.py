@@ -51,6 +51,9 @@ class BalancedSampler:
         self.crop_size, self.window_jitter, self.all_orientations = crop_size, window_jitter, all_orientations
         self.paste_fraction, self.neg_levels = float(paste_fraction), None
         self.dim_fraction, self.dim_factor = float(dim_fraction), tuple(dim_factor)
+        if any(p.mirrored is not None for p in patients) and (self.paste_fraction > 0 or self.dim_fraction > 0):
+            raise ValueError("the mirror channel cannot be combined with bleed transplant or dimming: "
+                             "the mirrored slice would not show the changed bleed")
         self.rng = np.random.default_rng(seed)
         self.positive_fraction, self.p_single, self.augment_data = positive_fraction, p_single, augment_data
         pos, neg = [], []
@@ -90,9 +93,6 @@ class BalancedSampler:
         stack, mask = self.patients[pi].images[idx].astype(np.float32), self.patients[pi].masks[z].astype(np.float32)
         mirrored = self.patients[pi].mirrored
         if mirrored is not None:
-            if into is not None or self.dim_fraction > 0:
-                raise ValueError("the mirror channel cannot be combined with bleed transplant or dimming: "
-                                 "the mirrored slice would not show the changed bleed")
             # last channel; flips, turns and intensity changes below treat it like the others
             stack = np.concatenate([stack, mirrored[z][None].astype(np.float32)])
         if into is not None:
