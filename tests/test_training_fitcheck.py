@@ -54,3 +54,26 @@ def test_summary_of_a_group_without_hemorrhage_patients_has_no_dice():
     out = summarise(rows)["test"]
     assert out["raw"]["mean_dice"] == pytest.approx(0.4) and out["size_rule"]["median_dice"] == pytest.approx(0.2)
     assert summarise(rows[:1])["test"]["raw"]["mean_dice"] is None
+
+
+def test_the_command_scores_folds_with_the_mirror_channel(tmp_path, tiny_training, tiny_png_dataset):
+    """``python -m training.fitcheck`` end to end on folds whose NAME.json asks for the mirror channel
+    while the shipped config does not: each fold is fed the inputs it was trained on."""
+    import json
+
+    from tests.conftest import write_fold
+    from training.data import dataset_folds
+    from training.fitcheck import main
+
+    cfg = {**tiny_training.model_config("unet"), "mirror_channel": True, "in_channels": 4}
+    folds = dataset_folds(tiny_png_dataset, 2, 0)
+    runs = tmp_path / "runs"
+    for k, test in enumerate(folds):
+        train = [p for f in folds if f is not test for p in f]
+        write_fold(runs, k, {**cfg, "training": {"steps": 1, "train_patients": train}})
+    main(["--model", "unet", "--data", str(tiny_png_dataset), "--runs", str(runs), "--folds", "2",
+          "--out", str(tmp_path / "out")])
+    report = json.loads((tmp_path / "out" / "unet_fitcheck.json").read_text())
+    assert sorted(report["folds"]) == ["0", "1"]
+    rows = [r for f in report["folds"].values() for r in f["patients"]]
+    assert sorted(r["pid"] for r in rows if r["group"] == "test") == ["001", "002"]

@@ -173,3 +173,24 @@ def test_the_command_reports_an_ensemble_and_each_member_under_the_false_positiv
     # ... while the mean of the two (bleed 0.75, stray 0.475) keeps the bleed above 0.5 and nothing else
     ens = report["plain"]["size_rule_cross_fitted"]
     assert ens["false_positive_patients"] == 0 and ens["mean_dice"] == pytest.approx(1.0)
+
+
+def test_a_fold_with_the_mirror_channel_is_fed_its_mirror_even_when_the_shipped_config_has_none(
+        tmp_path, tiny_training, tiny_png_dataset):
+    """Out-of-fold inputs follow each fold's own NAME.json, not the shipped config (stop 45: the
+    mirror candidate's folds were given three channels and refused)."""
+    from training.data import load_dataset, with_mirrors
+    from training.oof import oof_probabilities
+    from training.train import compiled_predict, load_trained
+    from training.validate import predict_patient
+
+    cfg = {**tiny_training.model_config("unet"), "mirror_channel": True, "in_channels": 4}
+    assert not tiny_training.model_config("unet").get("mirror_channel")
+    runs, folds = tmp_path / "mirror", [["001"], ["002"]]
+    _two_fold_run(runs, cfg, 0)
+    out = oof_probabilities("unet", tiny_png_dataset, runs, folds, tta=False)
+    patients = {p.pid: p for p in with_mirrors(load_dataset(tiny_png_dataset, (32, 32)), cfg)}
+    for k, (pid,) in enumerate(folds):
+        fold_cfg, model = load_trained(runs / "cv" / "unet" / f"fold{k}" / "unet.json")
+        expected = predict_patient(compiled_predict(model), patients[pid], fold_cfg["context_slices"])
+        np.testing.assert_allclose(out[pid][1], expected, rtol=1e-5, atol=1e-6)

@@ -18,6 +18,9 @@ BASE = {
 }
 
 MODELS = {
+    # "mirror_channel": True on the U-Net (the centre slice mirrored about the head's midline as a fourth
+    # channel, model/symmetry.py): folds 0+3 with --crossfit size 0.295 with 1 FP of 12, none of the four
+    # bleeds under 10 HU found (reports/experiments/unet_base16_mirror_channel.json): not used.
     "unet": {"name": "unet", "architecture": "unet",
              "arch_params": {"depth": 4, "base_filters": 16, "dropout": 0.1, "batch_norm": True}},
     "two_branch": {"name": "two_branch", "architecture": "two_branch",

@@ -94,8 +94,8 @@ def main(argv=None) -> None:
     name = args.model.replace("-", "_")
     folds = dataset_folds(args.data, args.folds, args.seed)
     chosen = [int(k) for k in args.only_folds.split(",")] if args.only_folds else list(range(len(folds)))
-    config = model_config(name)
-    patients = with_mirrors(load_dataset(args.data, tuple(config["input_size"]), cache_dir=args.runs / "cache"), config)
+    input_size = tuple(model_config(name)["input_size"])
+    patients = load_dataset(args.data, input_size, cache_dir=args.runs / "cache")
     report = {"model": name, "runs": str(args.runs),
               "command": "python -m training.fitcheck " + " ".join(sys.argv[1:] if argv is None else argv),
               "folds": {}}
@@ -108,7 +108,7 @@ def main(argv=None) -> None:
         train_pids = set(config.get("training", {}).get("train_patients", []))
         if not train_pids:
             raise SystemExit(f"fold {k}: its {name}.json lists no training.train_patients")
-        used = [p for p in patients if p.pid in train_pids or p.pid in set(folds[k])]
+        used = with_mirrors([p for p in patients if p.pid in train_pids or p.pid in set(folds[k])], config)
         rows = score_fold(compiled_predict(model), used, train_pids, config, grid_scale_for(input_size))
         report["folds"][str(k)] = {"threshold": config["threshold"],
                                    "min_lesion_pixels": config.get("postprocess", {}).get("min_lesion_pixels"),

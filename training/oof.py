@@ -218,8 +218,7 @@ def oof_probabilities(name: str, data: Path, runs: Path, folds: list[list[str]],
     from .train import compiled_predict, load_trained
 
     config = model_config(name)
-    cached = {p.pid: p for p in with_mirrors(load_dataset(data, tuple(config["input_size"]), cache_dir=runs / "cache"),
-                                             config)}
+    cached = {p.pid: p for p in load_dataset(data, tuple(config["input_size"]), cache_dir=runs / "cache")}
     out = {}
     for i, test in enumerate(folds):
         if only is not None and i not in only:
@@ -230,6 +229,7 @@ def oof_probabilities(name: str, data: Path, runs: Path, folds: list[list[str]],
             raise ValueError(f"{runs} fold {i} was trained on its test patients {sorted(seen)}: "
                              "not out-of-fold (trained with other folds?)")
         predict = flip_averaged(compiled_predict(model)) if tta else compiled_predict(model)
+        with_mirrors([cached[pid] for pid in test], cfg)     # as the fold was trained, not as shipped
         for pid in test:
             prob = predict_patient(predict, cached[pid], cfg["context_slices"])
             out[pid] = (i, prob.astype(np.float32), cached[pid].masks >= 0.5)
