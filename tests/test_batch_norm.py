@@ -1,0 +1,83 @@
+"""The networks' batch normalisation (``model.networks.BatchNorm``): a fused kernel in training under
+TensorFlow, but the same layer as Keras's ``BatchNormalization`` in every observable way — outputs,
+gradients, moving statistics and the weights file."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import tiny_config
+
+keras = pytest.importorskip("keras")
+
+
+def _build(name: str, plain: bool, seed: int = 0):
+    from model import networks
+
+    fused = networks.BatchNorm
+    if plain:
+        networks.BatchNorm = lambda **kwargs: keras.layers.BatchNormalization(**kwargs)
+    try:
+        keras.utils.set_random_seed(seed)
+        config = tiny_config(name)
+        config["arch_params"] = {**config["arch_params"], "dropout": 0.0, "batch_norm": True}
+        return networks.build_model(config)
+    finally:
+        networks.BatchNorm = fused
+
+
+def _batch(seed: int = 1):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.0, (4, 32, 32, 3)).astype(np.float32)
+    y = (rng.uniform(0.0, 1.0, (4, 32, 32, 1)) > 0.9).astype(np.float32)
+    return x, y
+
+
+def _loss_and_grads(model, x, y):
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        p = model(x, training=True)
+        loss = tf.reduce_mean(keras.losses.binary_crossentropy(y, p))
+    return float(loss), [np.asarray(g) for g in tape.gradient(loss, model.trainable_variables)]
+
+
+@pytest.mark.parametrize("name", ["unet", "two_branch"])
+def test_a_training_step_gives_the_same_loss_gradients_and_moving_statistics_as_keras_batch_norm(name):
+    pytest.importorskip("tensorflow")
+    fused, plain = _build(name, plain=False), _build(name, plain=True)
+    plain.set_weights(fused.get_weights())
+    bn = [layer for layer in fused.layers if "bn" in layer.name]
+    assert bn and all(type(layer) is not keras.layers.BatchNormalization for layer in bn)   # the fused one is in use
+    x, y = _batch()
+    loss_f, grads_f = _loss_and_grads(fused, x, y)
+    loss_p, grads_p = _loss_and_grads(plain, x, y)
+    assert loss_f == pytest.approx(loss_p, rel=1e-5)
+    # A bias right before a batch norm has an analytically zero gradient: only rounding noise (~1e-7) is left.
+    floor = 1e-5 * max(np.linalg.norm(g) for g in grads_p)
+    for g_f, g_p in zip(grads_f, grads_p):
+        assert np.linalg.norm(g_f - g_p) <= 1e-3 * np.linalg.norm(g_p) + floor
+    for layer in bn:
+        other = plain.get_layer(layer.name)
+        # Keras's moving variance uses the biased batch variance; the fused kernel's is unbiased and is converted.
+        np.testing.assert_allclose(np.asarray(layer.moving_mean), np.asarray(other.moving_mean), rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(np.asarray(layer.moving_variance), np.asarray(other.moving_variance),
+                                   rtol=1e-5, atol=1e-7)
+        assert not np.allclose(np.asarray(layer.moving_variance), 1.0)     # the step did update them
+
+
+def test_weights_saved_with_keras_batch_norm_load_into_the_fused_layer_and_predict_the_same(tmp_path):
+    """Every weights file trained before the fused layer (model/weights, reports/folds) must still load."""
+    plain = _build("unet", plain=True, seed=3)
+    x, y = _batch()
+    plain.compile(optimizer="adam", loss="binary_crossentropy")
+    plain.train_on_batch(x, y)                       # moving statistics away from their initial values
+    path = tmp_path / "unet.weights.h5"
+    plain.save_weights(str(path))
+    fused = _build("unet", plain=False, seed=9)
+    fused.load_weights(str(path))
+    np.testing.assert_array_equal(np.asarray(fused(x, training=False)), np.asarray(plain(x, training=False)))
+    fused.save_weights(str(tmp_path / "back.weights.h5"))
+    again = _build("unet", plain=True, seed=5)
+    again.load_weights(str(tmp_path / "back.weights.h5"))
+    np.testing.assert_array_equal(np.asarray(again(x, training=False)), np.asarray(plain(x, training=False)))
