@@ -77,8 +77,8 @@ def _batch_norm_layer():
         """Keras BatchNormalization, computed in training under TensorFlow by one fused kernel.
 
         Keras's own layer casts bfloat16 activations to float32 and normalises them op by op; on a
-        2-core CPU in mixed bfloat16 that took ~half of a U-Net training step (1.09 -> 0.56 s per
-        step of 16, bench/train_step.py). Same variables, same statistics (the fused kernel's
+        2-core CPU in mixed bfloat16 that took ~half of a U-Net training step (1.17 -> 0.66 s per
+        step of 16, python -m bench.train_step). Same variables, same statistics (the fused kernel's
         unbiased batch variance is turned back into Keras's biased one for the moving average),
         so weights files are interchangeable with the plain layer; inference and other backends
         use the plain layer's code.
