@@ -12,6 +12,7 @@ saves. Sampling and augmentation are not included (they run in their own thread 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from functools import partial
 
@@ -24,13 +25,8 @@ def time_steps(config: dict, tcfg: dict, plain_batch_norm: bool, steps: int, war
     from model import networks
     from training.losses import bce_dice_loss
 
-    fused = networks.BatchNorm
-    if plain_batch_norm:
-        networks.BatchNorm = lambda **kwargs: keras.layers.BatchNormalization(**kwargs)
-    try:
+    with networks.keras_batch_norm() if plain_batch_norm else contextlib.nullcontext():
         model = networks.build_model(config)
-    finally:
-        networks.BatchNorm = fused
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=partial(bce_dice_loss, pos_weight=tcfg.get("pos_weight", 1.0), dice=tcfg.get("dice", "batch")))
     rng = np.random.default_rng(0)

@@ -11,6 +11,7 @@ by :func:`build_model` from the same config that trained it.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any, Mapping
 
@@ -109,7 +110,26 @@ def _fusable(layer, inputs) -> bool:
             and layer.scale and layer.center and not layer.renorm)
 
 
+_KERAS_BATCH_NORM = False     # True only inside keras_batch_norm()
+
+
+@contextlib.contextmanager
+def keras_batch_norm():
+    """Build networks with Keras's own ``BatchNormalization`` inside this block: the reference that
+    ``bench.train_step`` and the tests compare the fused layer with."""
+    global _KERAS_BATCH_NORM
+    previous, _KERAS_BATCH_NORM = _KERAS_BATCH_NORM, True
+    try:
+        yield
+    finally:
+        _KERAS_BATCH_NORM = previous
+
+
 def BatchNorm(**kwargs):  # noqa: N802 - builds a Keras layer lazily (Keras imports late)
+    if _KERAS_BATCH_NORM:
+        import keras
+
+        return keras.layers.BatchNormalization(**kwargs)
     return _batch_norm_layer()(**kwargs)
 
 

@@ -3,6 +3,8 @@ TensorFlow, but the same layer as Keras's ``BatchNormalization`` in every observ
 gradients, moving statistics and the weights file."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -12,18 +14,13 @@ keras = pytest.importorskip("keras")
 
 
 def _build(name: str, plain: bool, seed: int = 0):
-    from model import networks
+    from model.networks import build_model, keras_batch_norm
 
-    fused = networks.BatchNorm
-    if plain:
-        networks.BatchNorm = lambda **kwargs: keras.layers.BatchNormalization(**kwargs)
-    try:
-        keras.utils.set_random_seed(seed)
-        config = tiny_config(name)
-        config["arch_params"] = {**config["arch_params"], "dropout": 0.0, "batch_norm": True}
-        return networks.build_model(config)
-    finally:
-        networks.BatchNorm = fused
+    keras.utils.set_random_seed(seed)
+    config = tiny_config(name)
+    config["arch_params"] = {**config["arch_params"], "dropout": 0.0, "batch_norm": True}
+    with keras_batch_norm() if plain else contextlib.nullcontext():
+        return build_model(config)
 
 
 def _batch(seed: int = 1):
@@ -49,6 +46,7 @@ def test_a_training_step_gives_the_same_loss_gradients_and_moving_statistics_as_
     plain.set_weights(fused.get_weights())
     bn = [layer for layer in fused.layers if "bn" in layer.name]
     assert bn and all(type(layer) is not keras.layers.BatchNormalization for layer in bn)   # the fused one is in use
+    assert all(type(plain.get_layer(layer.name)) is keras.layers.BatchNormalization for layer in bn)   # the reference
     x, y = _batch()
     loss_f, grads_f = _loss_and_grads(fused, x, y)
     loss_p, grads_p = _loss_and_grads(plain, x, y)
