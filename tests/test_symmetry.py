@@ -113,6 +113,30 @@ def test_the_sampler_adds_each_slice_mirror_and_refuses_what_it_cannot_mirror(sy
         BalancedSampler(patients, 4, context=1, seed=0, dim_fraction=1.0).batch()
 
 
+def test_predict_patient_follows_the_config_not_what_the_patient_was_given_before(synthetic_patients):
+    """Evaluation reuses cached patients across folds: a fold trained without the mirror channel must
+    get 3 channels even after another fold gave the patient mirrored slices, and one trained with it
+    gets them computed on the spot."""
+    from model.preprocess import stack_input
+    from training.validate import predict_patient
+
+    seen = []
+
+    def predict(x):
+        seen.append(x.copy())
+        return x[..., :1]
+
+    patient = synthetic_patients[0]
+    assert patient.mirrored is None
+    predict_patient(predict, patient, {"context_slices": 1, "mirror_channel": True})
+    with_mirror = np.concatenate(seen)
+    assert with_mirror.shape[-1] == 4 and patient.mirrored is not None
+    np.testing.assert_array_equal(with_mirror[..., 3], patient.mirrored.astype(np.float32))
+    seen.clear()
+    predict_patient(predict, patient, {"context_slices": 1})
+    np.testing.assert_array_equal(np.concatenate(seen), stack_input(patient.images.astype(np.float32), 1))
+
+
 def test_one_training_step_with_the_mirror_channel_gives_weights_the_pipeline_runs(
         tmp_path, monkeypatch, tiny_training, synthetic_patients):
     from model.pipeline import Segmenter

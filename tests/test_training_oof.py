@@ -192,5 +192,5 @@ def test_a_fold_with_the_mirror_channel_is_fed_its_mirror_even_when_the_shipped_
     patients = {p.pid: p for p in with_mirrors(load_dataset(tiny_png_dataset, (32, 32)), cfg)}
     for k, (pid,) in enumerate(folds):
         fold_cfg, model = load_trained(runs / "cv" / "unet" / f"fold{k}" / "unet.json")
-        expected = predict_patient(compiled_predict(model), patients[pid], fold_cfg["context_slices"])
+        expected = predict_patient(compiled_predict(model), patients[pid], fold_cfg)
         np.testing.assert_allclose(out[pid][1], expected, rtol=1e-5, atol=1e-6)

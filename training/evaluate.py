@@ -23,7 +23,7 @@ from .configs import model_config, training_config
 from .crossfit import POOLED, choose_cross_fitted, folds_without_validation, fp_share_arg, resolve_max_fp_share
 from .device import set_threads
 from .data import (PNG_WINDOW_HU, dataset_folds, load_dataset, load_patient_png, read_index, stratified_subset,
-                   split_validation, with_mirrors)
+                   split_validation)
 from .metrics import (dice, dice_by_contrast, iou, lesion_contrast_hu, relative_volume_difference,
                       slice_detection, summarize)
 from .robustness import VIEWS, on_png_grid
@@ -79,8 +79,8 @@ def rechoose_postprocessing(name: str, data: Path, runs: Path, n_folds: int) -> 
     for i in range(n_folds):
         path = runs / "cv" / name / f"fold{i}" / f"{name}.json"
         cfg, model = load_trained(path)
-        val = with_mirrors([patients[pid] for pid in cfg["training"]["val_patients"]], cfg)
-        res = validate(compiled_predict(model), val, cfg["context_slices"], scale)
+        val = [patients[pid] for pid in cfg["training"]["val_patients"]]
+        res = validate(compiled_predict(model), val, cfg, scale)
         old = (cfg["threshold"], cfg["postprocess"]["min_lesion_pixels"])
         cfg["threshold"], cfg["postprocess"]["min_lesion_pixels"] = res["threshold"], res["min_lesion_pixels"]
         step = cfg.setdefault("metrics", {}).get("validation", {}).get("step")

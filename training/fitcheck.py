@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .configs import model_config
-from .data import Patient, dataset_folds, load_dataset, with_mirrors
+from .data import Patient, dataset_folds, load_dataset
 from .device import set_threads
 from .metrics import dice
 from .oof import component_mask
@@ -67,7 +67,7 @@ def score_fold(predict, patients: list[Patient], train_pids: set[str], config: d
     rows = []
     min_voxels = int(config.get("postprocess", {}).get("min_lesion_pixels", 0))
     for p in patients:
-        prob = predict_patient(predict, p, config["context_slices"])
+        prob = predict_patient(predict, p, config)
         truth = p.masks >= 0.5
         rows.append({"pid": p.pid, "group": "train" if p.pid in train_pids else "test",
                      "has_lesion": bool(truth.any()),
@@ -108,7 +108,7 @@ def main(argv=None) -> None:
         train_pids = set(config.get("training", {}).get("train_patients", []))
         if not train_pids:
             raise SystemExit(f"fold {k}: its {name}.json lists no training.train_patients")
-        used = with_mirrors([p for p in patients if p.pid in train_pids or p.pid in set(folds[k])], config)
+        used = [p for p in patients if p.pid in train_pids or p.pid in set(folds[k])]
         rows = score_fold(compiled_predict(model), used, train_pids, config, grid_scale_for(input_size))
         report["folds"][str(k)] = {"threshold": config["threshold"],
                                    "min_lesion_pixels": config.get("postprocess", {}).get("min_lesion_pixels"),

@@ -45,12 +45,14 @@ def mine_hard_positives(sampler: BalancedSampler, predict, fraction: float, thre
 def _slice_predictions(sampler: BalancedSampler, table: np.ndarray, predict):
     """Per patient with slices in ``table`` ((N, 2) rows of patient index, slice): (its row indices,
     the net's (n, H, W) probabilities on those slices, their (n, H, W) masks). Whole slices with
-    their neighbours, as at inference (no augmentation)."""
+    their neighbours, as at inference (no augmentation), and the mirror channel where the sampler
+    gives one (patients with ``mirrored`` slices)."""
     for pi, patient in enumerate(sampler.patients):
         rows = np.flatnonzero(table[:, 0] == pi)
         if len(rows):
             z = table[rows, 1]
-            yield rows, predict_patient(predict, patient, sampler.context)[z], patient.masks[z]
+            inputs = {"context_slices": sampler.context, "mirror_channel": patient.mirrored is not None}
+            yield rows, predict_patient(predict, patient, inputs)[z], patient.masks[z]
 
 
 class Miner(NamedTuple):

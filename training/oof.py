@@ -36,7 +36,7 @@ from model.postprocess import (drop_thin, drop_unconfident, full_connectivity, l
                                largest_cross_sections, remove_small_components)
 
 from .configs import model_config
-from .data import dataset_folds, load_dataset, with_mirrors
+from .data import dataset_folds, load_dataset
 from .device import set_threads
 from .validate import MIN_VOXELS, THRESHOLDS, grid_scale_for, predict_patient, selection_key, selection_score
 
@@ -229,9 +229,8 @@ def oof_probabilities(name: str, data: Path, runs: Path, folds: list[list[str]],
             raise ValueError(f"{runs} fold {i} was trained on its test patients {sorted(seen)}: "
                              "not out-of-fold (trained with other folds?)")
         predict = flip_averaged(compiled_predict(model)) if tta else compiled_predict(model)
-        with_mirrors([cached[pid] for pid in test], cfg)     # as the fold was trained, not as shipped
         for pid in test:
-            prob = predict_patient(predict, cached[pid], cfg["context_slices"])
+            prob = predict_patient(predict, cached[pid], cfg)    # as the fold was trained, not as shipped
             out[pid] = (i, prob.astype(np.float32), cached[pid].masks >= 0.5)
     return out
 

@@ -187,7 +187,7 @@ def _train(name, train, val, out_dir, runs_dir, seed, steps, log, device, policy
             if full is not model:
                 full.set_weights(model.get_weights())
             if val:
-                res = validate(predict, val, config["context_slices"], scale)
+                res = validate(predict, val, config, scale)
                 res["step"] = step
                 state["history"].append(res)
                 log(f"[{config['name']}] val step {step}: score {res['score']:.3f}; chosen thr {res['threshold']} "

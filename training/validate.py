@@ -20,7 +20,7 @@ import numpy as np
 from model.postprocess import remove_small_components
 from model.preprocess import stack_input
 
-from .data import Patient
+from .data import Patient, with_mirrors
 from .metrics import dice
 
 # Up to 0.97: a net trained with pos_weight > 1 over-predicts, so its best cut is high.
@@ -39,11 +39,18 @@ def grid_scale_for(input_size) -> float:
     return (ORIGINAL_SIZE / input_size[0]) * (ORIGINAL_SIZE / input_size[1])
 
 
-def predict_patient(predict, patient: Patient, context: int, batch: int = 16) -> np.ndarray:
-    """(Z, H, W) probabilities on the model grid; ``predict`` maps (N,H,W,C) -> (N,H,W,1). The input
-    has the patient's mirror channel when it has one (``training.data.with_mirrors``)."""
-    mirrored = None if patient.mirrored is None else patient.mirrored.astype(np.float32)
-    x = stack_input(patient.images.astype(np.float32), context, mirrored)
+def predict_patient(predict, patient: Patient, config: dict, batch: int = 16) -> np.ndarray:
+    """(Z, H, W) probabilities on the model grid; ``predict`` maps (N,H,W,C) -> (N,H,W,1).
+
+    config: the model's NAME.json (or ``training.configs.model_config``): its ``context_slices``, and
+    its ``mirror_channel`` decides whether the input gets the patient's mirrored slices (computed
+    here by ``training.data.with_mirrors`` when the patient has none yet). Slices a patient was
+    given for another config are not used when this one has no mirror channel.
+    """
+    mirrored = None
+    if config.get("mirror_channel"):
+        mirrored = with_mirrors([patient], config)[0].mirrored.astype(np.float32)
+    x = stack_input(patient.images.astype(np.float32), config["context_slices"], mirrored)
     return np.concatenate([np.asarray(predict(x[i:i + batch]))[..., 0] for i in range(0, len(x), batch)])
 
 
@@ -97,7 +104,8 @@ def choose_postprocessing(probs: list[np.ndarray], truths: list[np.ndarray], gri
     return {"score": best, **chosen}
 
 
-def validate(predict, patients: list[Patient], context: int, grid_scale: float) -> dict:
-    probs = [predict_patient(predict, p, context) for p in patients]
+def validate(predict, patients: list[Patient], config: dict, grid_scale: float) -> dict:
+    """``choose_postprocessing`` on ``patients`` predicted as ``config`` (NAME.json) asks."""
+    probs = [predict_patient(predict, p, config) for p in patients]
     truths = [p.masks.astype(np.float32) >= 0.5 for p in patients]
     return choose_postprocessing(probs, truths, grid_scale)
