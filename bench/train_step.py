@@ -12,7 +12,6 @@ saves. Sampling and augmentation are not included (they run in their own thread 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 from functools import partial
 
@@ -25,7 +24,7 @@ def time_steps(config: dict, tcfg: dict, plain_batch_norm: bool, steps: int, war
     from model import networks
     from training.losses import bce_dice_loss
 
-    with networks.keras_batch_norm() if plain_batch_norm else contextlib.nullcontext():
+    with networks.keras_batch_norm(plain_batch_norm):
         model = networks.build_model(config)
     model.compile(optimizer=keras.optimizers.Adam(1e-3),
                   loss=partial(bce_dice_loss, pos_weight=tcfg.get("pos_weight", 1.0), dice=tcfg.get("dice", "batch")))

@@ -123,11 +123,11 @@ _KERAS_BATCH_NORM = False     # True only inside keras_batch_norm()
 
 
 @contextlib.contextmanager
-def keras_batch_norm():
-    """Build networks with Keras's own ``BatchNormalization`` inside this block: the reference that
-    ``bench.train_step`` and the tests compare the fused layer with."""
+def keras_batch_norm(active: bool = True):
+    """Build networks with Keras's own ``BatchNormalization`` inside this block (``active`` False:
+    the usual layer): the reference that ``bench.train_step`` and the tests compare the fused layer with."""
     global _KERAS_BATCH_NORM
-    previous, _KERAS_BATCH_NORM = _KERAS_BATCH_NORM, True
+    previous, _KERAS_BATCH_NORM = _KERAS_BATCH_NORM, active
     try:
         yield
     finally:
