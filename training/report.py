@@ -235,8 +235,9 @@ Threshold and minimum lesion size: {shipped_choice}. Serving uses an ONNX export
   small lesions are unreliable.
 - Calcifications, streak artefacts near the skull base and bright skull edges can produce false positives.
   A hyperdense falx or convexity band can be marked as a large lesion: in one CV patient (085, 1,508
-  voxels annotated on 2 slices) the U-Net marked 14,000-22,000 voxels on 11 slices along the posterior falx and convexity,
-  none of it overlapping the annotation (unannotated blood or a false positive; not adjudicated). Check
+  voxels annotated on 2 slices) the three CVs of the shipped recipe marked 19,366, 19,919 and 26,778 voxels along the
+  posterior falx and convexity (per-patient rows of `reports/unet_cv.json`, `reports/experiments/unet_base16_archive_cv.json`,
+  `reports/experiments/unet_base16_seed100_cv_report.json`), none of it overlapping the annotation (unannotated blood or a false positive; not adjudicated). Check
   every lesion's slices before trusting a volume.
 - PNG/JPG inputs exported with a very different window than L40/W120 degrade accuracy (training
   augments contrast and gamma to reduce this) unless the export window is stated (`--export-window LEVEL
