@@ -20,8 +20,8 @@ from .measure import measure, pixel_area_mm2, voxel_volume_mm3
 from .orientation import (LOW_CONFIDENCE, RADIOLOGICAL_TO_ANTERIOR_RIGHT, OrientationEstimator, load_estimator,
                           model_frame, quarter_turns)
 from .postprocess import binarize, clean_and_label, core_mask, has_core_rule, single_slice_settings
-from .preprocess import (Window, apply_export_window, model_input, parse_export_window, resize_back, resize_slices,
-                         to_unit_range)
+from .preprocess import (Window, apply_export_window, config_window, model_input, parse_export_window, resize_back,
+                         resize_slices, to_unit_range, unstated_window_note)
 from .readers import input_stem, read_sources
 from .readers.geometry import file_layout_xyz
 from .result import SegmentationResult
@@ -131,7 +131,7 @@ def infer_mask(predictor: Predictor, image: CTImage, timings: dict) -> tuple[np.
     """(mask, core): the thresholded (Z, Y, X) bool mask on the input grid and, for a config
     with a core rule, the mask of voxels >= its core_threshold (else None); CHUNK_SLICES at a time."""
     config = predictor.config
-    window = Window(float(config["window"]["level"]), float(config["window"]["width"]))
+    window = config_window(config)
     size = tuple(int(v) for v in config["input_size"])
     context = int(config["context_slices"])
     depth, shape = image.array.shape[0], image.array.shape[1:]
@@ -269,6 +269,8 @@ class Segmenter:
         with stage("preprocess", timings):
             array, intensity, notes = apply_export_window(image.array, image.intensity, window)
             image, warnings = replace(image, array=array, intensity=intensity), warnings + notes
+            if intensity == "display":
+                warnings.append(unstated_window_note(config_window(predictor.config)))
         with stage("orient", timings):
             orientation, notes = orientation_turns(predictor.config, image, self.estimator)
             warnings += notes

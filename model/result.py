@@ -14,7 +14,7 @@ from PIL import Image
 from . import render
 from .errors import PipelineError
 from .measure import Measurements
-from .preprocess import Window
+from .preprocess import config_window
 from .runtime import num_threads
 from .types import CTImage
 
@@ -139,8 +139,7 @@ class SegmentationResult:
 
     def _grey(self, z: int) -> np.ndarray:
         """uint8 (Y, X) display grey of slice z (HU through the model's window)."""
-        window = Window(float(self.config["window"]["level"]), float(self.config["window"]["width"]))
-        return render.display_grey(self.image.array[z], self.image.intensity, window)
+        return render.display_grey(self.image.array[z], self.image.intensity, config_window(self.config))
 
     @_rendering
     def overlay_png(self, max_size: Optional[int] = None) -> bytes:

@@ -79,6 +79,19 @@ def test_a_declared_export_segments_like_the_hu_volume_and_an_undeclared_one_doe
                           from_hu_mask)
 
 
+def test_only_grey_values_without_a_stated_window_are_warned_about(segmenter):
+    """A PNG/JPG segmented without its export window is read as the model's own window; the user is told so.
+    Not when the window is stated, nor for HU input (NIfTI, DICOM)."""
+    from model.types import CTImage
+
+    hu, _ = head()
+    unstated = "grey values taken as exported in the model's window L40/W120 HU"
+    warned = lambda result: [w for w in result.report()["warnings"] if unstated in w]   # noqa: E731
+    assert len(warned(segmenter.segment_sources(exported(hu, 40, 80)))) == 1
+    assert warned(segmenter.segment_sources(exported(hu, 40, 80), export_window="40,80")) == []
+    assert warned(segmenter.segment_image(CTImage(hu, "hu", "nifti", True))) == []
+
+
 def test_the_default_window_declared_changes_nothing_inside_it(segmenter):
     hu, _ = head()
     files = exported(hu, 40, 120)
