@@ -21,7 +21,7 @@ from .orientation import (LOW_CONFIDENCE, RADIOLOGICAL_TO_ANTERIOR_RIGHT, Orient
                           model_frame, quarter_turns)
 from .postprocess import binarize, clean_and_label, core_mask, has_core_rule, single_slice_settings
 from .preprocess import (Window, apply_export_window, config_window, model_input, parse_export_window, resize_back,
-                         resize_slices, to_unit_range, unstated_window_note)
+                         resize_slices, to_unit_range)
 from .readers import input_stem, read_sources
 from .readers.geometry import file_layout_xyz
 from .result import SegmentationResult
@@ -267,10 +267,9 @@ class Segmenter:
         check_image(image)
         image, warnings = apply_spacing(image, spacing)
         with stage("preprocess", timings):
-            array, intensity, notes = apply_export_window(image.array, image.intensity, window)
+            array, intensity, notes = apply_export_window(image.array, image.intensity, window,
+                                                          config_window(predictor.config))
             image, warnings = replace(image, array=array, intensity=intensity), warnings + notes
-            if intensity == "display":
-                warnings.append(unstated_window_note(config_window(predictor.config)))
         with stage("orient", timings):
             orientation, notes = orientation_turns(predictor.config, image, self.estimator)
             warnings += notes

@@ -69,21 +69,6 @@ def parse_export_window(value) -> Window | None:
     return Window(level, width)
 
 
-def apply_export_window(array: np.ndarray, intensity: str, window: Window | None) -> tuple[np.ndarray, str, list[str]]:
-    """(array, intensity, notes) with grey values turned into HU when the user stated their export window.
-
-    ``array``: (Z, Y, X) as read; ``intensity``: "display" (grey 0..255) or "hu". An HU input keeps its
-    values (the window does not apply; a note says so), as does any input when ``window`` is None.
-    """
-    if window is None:
-        return array, intensity, []
-    if intensity == "hu":
-        return array, intensity, [f"export window L{window.level:g}/W{window.width:g} ignored: this input is "
-                                  "already in HU"]
-    return window.to_hu(array), "hu", [f"grey values read as an export in window L{window.level:g}/W{window.width:g} "
-                                       "HU (as you stated) and re-windowed for the model"]
-
-
 def config_window(config: dict) -> Window:
     """The model's input window, from its NAME.json."""
     return Window(float(config["window"]["level"]), float(config["window"]["width"]))
@@ -96,6 +81,23 @@ def unstated_window_note(model_window: Window) -> str:
     return (f"grey values taken as exported in the model's window L{model_window.level:g}/W{model_window.width:g} HU: "
             "if these slices were exported with another window, state it (export window), since an unstated "
             "narrower window adds false lesions and loses bleeds")
+
+
+def apply_export_window(array: np.ndarray, intensity: str, window: Window | None,
+                        model_window: Window) -> tuple[np.ndarray, str, list[str]]:
+    """(array, intensity, notes) with grey values turned into HU when the user stated their export window.
+
+    ``array``: (Z, Y, X) as read; ``intensity``: "display" (grey 0..255) or "hu". An HU input keeps its
+    values (the window does not apply; a note says so), as does any input when ``window`` is None (grey
+    values are then taken as exported in ``model_window``, the model's own; a note says so).
+    """
+    if window is None:
+        return array, intensity, [unstated_window_note(model_window)] if intensity == "display" else []
+    if intensity == "hu":
+        return array, intensity, [f"export window L{window.level:g}/W{window.width:g} ignored: this input is "
+                                  "already in HU"]
+    return window.to_hu(array), "hu", [f"grey values read as an export in window L{window.level:g}/W{window.width:g} "
+                                       "HU (as you stated) and re-windowed for the model"]
 
 
 def to_unit_range(array: np.ndarray, intensity: str, window: Window) -> np.ndarray:

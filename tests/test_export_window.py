@@ -105,7 +105,7 @@ def test_an_hu_input_keeps_its_values_and_says_the_window_was_ignored(segmenter)
     result = segmenter.segment_sources([("head.nii", image.to_bytes())], export_window="50,100")
     assert result.mask.sum() == (hu >= 40).sum()          # on the reader's axes: compared by count
     assert any("ignored: this input is already in HU" in w for w in result.report()["warnings"])
-    array, intensity, notes = apply_export_window(hu, "hu", Window(50, 100))
+    array, intensity, notes = apply_export_window(hu, "hu", Window(50, 100), Window(40, 120))
     assert array is hu and intensity == "hu" and len(notes) == 1
 
 
