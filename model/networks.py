@@ -154,6 +154,14 @@ def _conv_block(x, filters: int, batch_norm: bool, kernel: int = 3, dilation: in
     return x
 
 
+def _norm_relu(x, batch_norm: bool, name: str):
+    from keras import layers
+
+    if batch_norm:
+        x = BatchNorm(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
 def build_unet(input_shape: tuple[int, int, int], depth: int = 4, base_filters: int = 16,
                dropout: float = 0.1, batch_norm: bool = True, input_affines=()):
     """U-Net (Ronneberger 2015). Filters double per level: base_filters * 2**level.
@@ -183,23 +191,27 @@ def build_unet(input_shape: tuple[int, int, int], depth: int = 4, base_filters: 
 
 
 def build_two_branch(input_shape: tuple[int, int, int], filters: int = 32, dropout: float = 0.1,
-                     batch_norm: bool = True, input_affines=()):
+                     batch_norm: bool = True, skips: bool = False, input_affines=()):
     """Two parallel conv/pool branches with different receptive fields, concatenated.
 
     Branch A uses 3x3 kernels (fine detail), branch B 3x3 kernels dilated by 3 (7x7 effective,
     wider context). Each branch downsamples by 8; the concatenated features are decoded by
     three stride-2 transposed convolutions back to the input size and a 1x1 sigmoid.
+    ``skips``: after each transposed convolution, both branches' features of that resolution
+    (before pooling) are concatenated and mixed by a 1x1 convolution, so the mask's edges come
+    from full-resolution features instead of the 1/8 grid alone (~7% more computation).
     """
     import keras
     from keras import layers
 
     inputs, start = _input(input_shape, input_affines)
-    branches = []
+    branches, features = [], []
     for tag, dilation in (("a", 1), ("b", 3)):
         x = start
         for level in range(3):
             x = _conv_block(x, filters * 2 ** level, batch_norm, dilation=dilation,
                             name=f"branch{tag}{level}")
+            features.append((level, x))
             x = layers.MaxPooling2D(2, name=f"branch{tag}_pool{level}")(x)
         branches.append(x)
     x = layers.Concatenate(name="merge")(branches)
@@ -208,9 +220,11 @@ def build_two_branch(input_shape: tuple[int, int, int], filters: int = 32, dropo
     for level in reversed(range(3)):
         x = layers.Conv2DTranspose(filters * 2 ** level, 3, strides=2, padding="same",
                                    name=f"deconv{level}")(x)
-        if batch_norm:
-            x = BatchNorm(name=f"deconv{level}_bn")(x)
-        x = layers.Activation("relu", name=f"deconv{level}_relu")(x)
+        x = _norm_relu(x, batch_norm, f"deconv{level}")
+        if skips:
+            x = layers.Concatenate(name=f"skip{level}")([x] + [f for lv, f in features if lv == level])
+            x = layers.Conv2D(filters * 2 ** level, 1, use_bias=not batch_norm, name=f"fuse{level}")(x)
+            x = _norm_relu(x, batch_norm, f"fuse{level}")
     outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="two_branch")
 
