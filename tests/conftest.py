@@ -33,6 +33,21 @@ def tiny_config(name: str, size: int = 32, **overrides) -> dict:
     return config
 
 
+def assert_exports_and_serves_like_keras(weights_dir: Path, name: str, size: int = 32) -> None:
+    """Export weights_dir/NAME to ONNX and check both runtimes give the same probabilities."""
+    from model.export import export_model
+    from model.runtime import load_predictor
+
+    assert export_model(weights_dir, name)["max_abs_diff"] <= 1e-4
+    x = np.random.default_rng(1).random((2, size, size, 3), dtype=np.float32)
+    onnx_pred = load_predictor(weights_dir, name)
+    assert onnx_pred.runtime == "onnx"
+    (weights_dir / f"{name}.onnx").unlink()
+    keras_pred = load_predictor(weights_dir, name)
+    assert keras_pred.runtime == "keras"
+    assert onnx_pred.predict(x) == pytest.approx(keras_pred.predict(x), abs=1e-4)
+
+
 def write_tiny_model(weights_dir: Path, name: str, seed: int = 0) -> dict:
     """Build a tiny model with random init and save NAME.weights.h5 + NAME.json (tests only)."""
     import keras

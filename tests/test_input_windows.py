@@ -12,7 +12,7 @@ from model.errors import PipelineError
 from model.networks import window_affine
 from model.preprocess import Window
 
-from tests.conftest import tiny_config
+from tests.conftest import assert_exports_and_serves_like_keras, tiny_config
 
 SOURCE = {"level": 40.0, "width": 120.0}
 BLOOD = {"level": 55.0, "width": 50.0}
@@ -67,8 +67,6 @@ def test_invalid_extra_windows_are_rejected_with_a_clear_message(bad):
 
 def test_trained_model_with_extra_windows_exports_and_serves_from_its_json(tmp_path, monkeypatch, tiny_training,
                                                                          synthetic_patients):
-    from model.export import export_model
-    from model.runtime import load_predictor
     from training.train import train_model
 
     arch = {**tiny_training.MODELS["unet"]["arch_params"], "extra_windows": [BLOOD]}
@@ -78,12 +76,4 @@ def test_trained_model_with_extra_windows_exports_and_serves_from_its_json(tmp_p
     out = tmp_path / "w"
     train_model("unet", synthetic_patients[:2], synthetic_patients[2:], out, tmp_path / "runs", steps=2)
     assert json.loads((out / "unet.json").read_text())["arch_params"]["extra_windows"] == [BLOOD]
-    record = export_model(out, "unet")
-    assert record["max_abs_diff"] <= 1e-4
-    x = np.random.default_rng(1).random((2, 32, 32, 3), dtype=np.float32)
-    onnx_pred = load_predictor(out, "unet")
-    assert onnx_pred.runtime == "onnx"
-    (out / "unet.onnx").unlink()
-    keras_pred = load_predictor(out, "unet")
-    assert keras_pred.runtime == "keras"
-    assert onnx_pred.predict(x) == pytest.approx(keras_pred.predict(x), abs=1e-4)
+    assert_exports_and_serves_like_keras(out, "unet")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_config
+from tests.conftest import assert_exports_and_serves_like_keras, tiny_config
 
 TINY = {"filters": 4, "dropout": 0.0, "batch_norm": True}
 
@@ -41,8 +41,6 @@ def test_skips_feed_both_branches_full_resolution_features_to_the_output():
 
 def test_two_branch_with_skips_trains_exports_and_serves(tmp_path, monkeypatch, tiny_training,
                                                          synthetic_patients):
-    from model.export import export_model
-    from model.runtime import load_predictor
     from training.train import train_model
 
     monkeypatch.setitem(tiny_training.MODELS["two_branch"], "arch_params", {**TINY, "skips": True})
@@ -51,12 +49,4 @@ def test_two_branch_with_skips_trains_exports_and_serves(tmp_path, monkeypatch, 
     out = tmp_path / "w"
     train_model("two_branch", synthetic_patients[:2], synthetic_patients[2:], out, tmp_path / "runs", steps=2)
     assert json.loads((out / "two_branch.json").read_text())["arch_params"]["skips"] is True
-    record = export_model(out, "two_branch")
-    assert record["max_abs_diff"] <= 1e-4
-    x = np.random.default_rng(1).random((2, 32, 32, 3), dtype=np.float32)
-    onnx_pred = load_predictor(out, "two_branch")
-    assert onnx_pred.runtime == "onnx"
-    (out / "two_branch.onnx").unlink()
-    keras_pred = load_predictor(out, "two_branch")
-    assert keras_pred.runtime == "keras"
-    assert onnx_pred.predict(x) == pytest.approx(keras_pred.predict(x), abs=1e-4)
+    assert_exports_and_serves_like_keras(out, "two_branch")
