@@ -148,18 +148,17 @@ def _conv_block(x, filters: int, batch_norm: bool, kernel: int = 3, dilation: in
     for i in (1, 2):
         x = layers.Conv2D(filters, kernel, padding="same", dilation_rate=dilation,
                           use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
-        if batch_norm:
-            x = BatchNorm(name=f"{name}_bn{i}")(x)
-        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+        x = _norm_relu(x, batch_norm, name, suffix=str(i))
     return x
 
 
-def _norm_relu(x, batch_norm: bool, name: str):
+def _norm_relu(x, batch_norm: bool, name: str, suffix: str = ""):
+    """Batch norm (if ``batch_norm``) then ReLU, as layers ``{name}_bn{suffix}`` / ``{name}_relu{suffix}``."""
     from keras import layers
 
     if batch_norm:
-        x = BatchNorm(name=f"{name}_bn")(x)
-    return layers.Activation("relu", name=f"{name}_relu")(x)
+        x = BatchNorm(name=f"{name}_bn{suffix}")(x)
+    return layers.Activation("relu", name=f"{name}_relu{suffix}")(x)
 
 
 def build_unet(input_shape: tuple[int, int, int], depth: int = 4, base_filters: int = 16,
@@ -206,13 +205,13 @@ def build_two_branch(input_shape: tuple[int, int, int], filters: int = 32, dropo
     from keras import layers
 
     inputs, start = _input(input_shape, input_affines)
-    branches, features = [], []
+    branches, features = [], {}
     for tag, dilation in (("a", 1), ("b", 3)):
         x = start
         for level in range(3):
             x = _conv_block(x, filters * 2 ** level, batch_norm, dilation=dilation,
                             name=f"branch{tag}{level}")
-            features.append((level, x))
+            features.setdefault(level, []).append(x)
             x = layers.MaxPooling2D(2, name=f"branch{tag}_pool{level}")(x)
         branches.append(x)
     x = layers.Concatenate(name="merge")(branches)
@@ -223,7 +222,7 @@ def build_two_branch(input_shape: tuple[int, int, int], filters: int = 32, dropo
                                    name=f"deconv{level}")(x)
         x = _norm_relu(x, batch_norm, f"deconv{level}")
         if skips:
-            x = layers.Concatenate(name=f"skip{level}")([x] + [f for lv, f in features if lv == level])
+            x = layers.Concatenate(name=f"skip{level}")([x, *features[level]])
             x = layers.Conv2D(filters * 2 ** level, 1, use_bias=not batch_norm, name=f"fuse{level}")(x)
             x = _norm_relu(x, batch_norm, f"fuse{level}")
     outputs = layers.Conv2D(1, 1, activation="sigmoid", name="mask", dtype="float32")(x)
