@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tests.conftest import write_fold
+from tests.conftest import TINY_ARCH, write_fold
 from training.oof import analyse, component_mask, cross_fitted, flip_averaged, frontier
 
 
@@ -134,6 +134,28 @@ def test_an_ensemble_is_the_voxel_mean_of_its_members_out_of_fold(tmp_path, tiny
         assert not np.allclose(members[0][pid][1], members[1][pid][1])      # really two members
         np.testing.assert_allclose(prob, (members[0][pid][1] + members[1][pid][1]) / 2, rtol=1e-5)
         assert np.array_equal(truth, members[0][pid][2])
+
+
+def test_an_ensemble_averages_the_unet_and_the_two_branch_cnn_given_as_model_equals_path(
+        tmp_path, monkeypatch, tiny_training, tiny_png_dataset):
+    from training.oof import ensemble_oof_probabilities, oof_probabilities, run_member
+
+    monkeypatch.setitem(tiny_training.MODELS["two_branch"], "arch_params", dict(TINY_ARCH["two_branch"]))
+    folds, unet_runs, tb_runs = [["001"], ["002"]], tmp_path / "u", tmp_path / "t"
+    _two_fold_run(unet_runs, tiny_training.model_config("unet"), 0)
+    _two_fold_run(tb_runs, tiny_training.model_config("two_branch"), 1)
+    unet = oof_probabilities("unet", tiny_png_dataset, unet_runs, folds, tta=False)
+    tb = oof_probabilities("two_branch", tiny_png_dataset, tb_runs, folds, tta=False)
+    mean = ensemble_oof_probabilities("unet", tiny_png_dataset, [str(unet_runs), f"two-branch={tb_runs}"],
+                                      folds, tta=False)
+    for pid, (_, prob, _) in mean.items():
+        assert not np.allclose(unet[pid][1], tb[pid][1])
+        np.testing.assert_allclose(prob, (unet[pid][1] + tb[pid][1]) / 2, rtol=1e-5)
+    assert run_member(f"two_branch={tb_runs}", "unet") == ("two_branch", tb_runs)
+    assert run_member("runs=old", "unet") == ("unet", Path("runs=old"))   # '=' in a plain path names no model
+    monkeypatch.setitem(tiny_training.MODELS["two_branch"], "input_size", [64, 64])
+    with pytest.raises(ValueError, match="model grid differs"):
+        run_member(f"two_branch={tb_runs}", "unet")
 
 
 def test_a_fold_trained_on_its_test_patient_is_refused(tmp_path, tiny_training, tiny_png_dataset):

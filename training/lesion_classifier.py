@@ -30,7 +30,7 @@ from .configs import model_config
 from .data import dataset_folds, load_dataset
 from .device import set_threads
 from .head_geometry import location_maps
-from .oof import analysis_parser, ensemble_oof_probabilities, grid_voxels_covering
+from .oof import analysis_parser, ensemble_oof_probabilities, grid_voxels_covering, run_member
 from .validate import grid_scale_for, selection_key
 
 FEATURES = ("log10_voxels", "log10_largest_cross_section_pixels", "slices", "compactness",
@@ -200,8 +200,9 @@ def main(argv=None) -> None:
     folds = dataset_folds(args.data, args.folds, args.seed)
     scale = grid_scale_for(config["input_size"])
     probs = ensemble_oof_probabilities(name, args.data, args.runs, folds, tta=False)
+    cache = run_member(args.runs[0], name)[1] / "cache"
     images = {p.pid: p.images.astype(np.float32)
-              for p in load_dataset(args.data, tuple(config["input_size"]), cache_dir=args.runs[0] / "cache")}
+              for p in load_dataset(args.data, tuple(config["input_size"]), cache_dir=cache)}
     table, fold_of, truth_voxels = candidate_table(probs, images, scale, args.features)
     report = {"model": name, "runs": [str(r) for r in args.runs], "features": list(FEATURE_SETS[args.features]),
               "command": "python -m training.lesion_classifier " + " ".join(sys.argv[1:] if argv is None else argv),

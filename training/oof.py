@@ -13,7 +13,9 @@ probabilities for all 60 patients. On them it reports
   a component is kept only if it holds enough voxels above a high "core" probability);
 - with ``--tta``, the same with each slice's probability averaged over 4 flips;
 - with several ``--runs``, the same for the mean of their probabilities (an ensemble), and for
-  each run alone (``members``: the ensemble's paired reference);
+  each run alone (``members``: the ensemble's paired reference); a run given as ``MODEL=PATH``
+  holds folds of that model instead of ``--model``'s, so the U-Net and the two-branch CNN can be
+  averaged (same folds and model grid);
 - with ``--max-fp-share``, each rule chosen as the highest mean Dice flagging at most that share
   of the other folds' lesion-free patients (as ``training.evaluate --max-fp-share``).
 
@@ -35,7 +37,7 @@ from scipy import ndimage
 from model.postprocess import (drop_thin, drop_unconfident, full_connectivity, label_components,
                                largest_cross_sections, remove_small_components)
 
-from .configs import model_config
+from .configs import MODELS, model_config
 from .data import dataset_folds, load_dataset
 from .device import set_threads
 from .validate import MIN_VOXELS, THRESHOLDS, grid_scale_for, predict_patient, selection_key, selection_score
@@ -235,15 +237,31 @@ def oof_probabilities(name: str, data: Path, runs: Path, folds: list[list[str]],
     return out
 
 
-def ensemble_oof_probabilities(name: str, data: Path, runs: list[Path], folds: list[list[str]],
+def run_member(run: str | Path, name: str) -> tuple[str, Path]:
+    """(model name, runs dir) of a ``--runs`` entry: ``PATH`` holds ``name``'s folds,
+    ``MODEL=PATH`` (e.g. ``two_branch=/tmp/runs_tb``) that model's. A member whose model grid
+    differs from ``name``'s is refused: the mean is taken voxel by voxel on that grid."""
+    text = str(run)
+    model, sep, path = text.partition("=")
+    model = model.replace("-", "_")
+    if not sep or model not in MODELS:
+        return name, Path(text)
+    if model_config(model)["input_size"] != model_config(name)["input_size"]:
+        raise ValueError(f"{text}: {model}'s model grid differs from {name}'s; they cannot be averaged")
+    return model, Path(path)
+
+
+def ensemble_oof_probabilities(name: str, data: Path, runs: list, folds: list[list[str]],
                                tta: bool, members: list | None = None) -> dict:
     """As :func:`oof_probabilities`, each patient's probabilities the per-voxel mean over the
     CV runs in ``runs`` (an ensemble of independently trained nets on the same folds; a fold
-    that trained on one of its test patients is refused by :func:`oof_probabilities`).
+    that trained on one of its test patients is refused by :func:`oof_probabilities`). Each run
+    is a runs dir of ``name``'s folds or ``MODEL=PATH`` (:func:`run_member`).
     ``members``: a list that receives each run's own probabilities, in ``runs`` order."""
     total: dict = {}
     for r in runs:
-        own = oof_probabilities(name, data, r, folds, tta)
+        member, path = run_member(r, name)
+        own = oof_probabilities(member, data, path, folds, tta)
         if members is not None:
             members.append(own)
         for pid, (fold, prob, truth) in own.items():
@@ -257,8 +275,9 @@ def analysis_parser(description: str) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--model", required=True, choices=["unet", "two-branch", "two_branch"])
     ap.add_argument("--data", default="../shared/data/ct-ich", type=Path)
-    ap.add_argument("--runs", default=[Path("runs")], type=Path, nargs="+",
-                    help="CV runs dir; several: analyse the mean of their probabilities (an ensemble)")
+    ap.add_argument("--runs", default=["runs"], nargs="+",
+                    help="CV runs dir; several: analyse the mean of their probabilities (an ensemble); "
+                         "MODEL=DIR: that model's folds (e.g. two_branch=/tmp/runs_tb beside U-Net runs)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="reports/experiments", type=Path)
