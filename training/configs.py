@@ -23,6 +23,9 @@ MODELS = {
     # bleeds under 10 HU found (reports/experiments/unet_base16_mirror_channel.json): not used.
     "unet": {"name": "unet", "architecture": "unet",
              "arch_params": {"depth": 4, "base_filters": 16, "dropout": 0.1, "batch_norm": True}},
+    # "skips": True in the two-branch's arch_params (decoder skips from both branches, model/networks.py): folds 0+3
+    # 0.260 against 0.212, then the full CV 0.222 with 2 of 31 FP against 0.232 / 2 (its folds had to choose
+    # thresholds 0.8-0.9 to stay under the limit; reports/experiments/two_branch_decoder_skips.json): not used.
     "two_branch": {"name": "two_branch", "architecture": "two_branch",
                    "arch_params": {"filters": 16, "dropout": 0.1, "batch_norm": True}},
 }
