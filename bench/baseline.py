@@ -40,11 +40,10 @@ def load_models(weights_dir: Path) -> dict:
 
 
 def default_name(models: dict) -> str:
-    """The model with the highest metrics.cv.mean_dice (the real service's rule)."""
-    def dice(item):
-        value = item[1][0].get("metrics", {}).get("cv", {}).get("mean_dice")
-        return (value if isinstance(value, (int, float)) else -1.0, item[0])
-    return max(models.items(), key=dice)[0]
+    """The model the real service uses by default (model.config.default_model)."""
+    from model.config import default_model
+
+    return default_model(models)
 
 
 def decode(filename: str, data: bytes, window: dict) -> tuple[np.ndarray, tuple]:

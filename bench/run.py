@@ -48,7 +48,7 @@ def make_plan(args) -> Plan:
 
 
 def default_model(weights_dir: Path) -> tuple[str, dict]:
-    """(name, config) of the model the service uses by default (highest cv mean_dice)."""
+    """(name, config) of the model the service uses by default (model.config.default_model)."""
     from model import config as cfg
 
     names = cfg.available_models(weights_dir)
@@ -57,7 +57,7 @@ def default_model(weights_dir: Path) -> tuple[str, dict]:
                          "(python -m training.train ..., python -m model export-onnx)")
     configs = {name: cfg.load_config(weights_dir, name) for name in names}
     wanted = os.environ.get("ICH_DEFAULT_MODEL")
-    name = cfg.canonical_name(wanted) if wanted else max((cfg.cv_dice(c) or -1.0, n) for n, c in configs.items())[1]
+    name = cfg.canonical_name(wanted) if wanted else cfg.default_model(configs)
     return name, configs[name]
 
 

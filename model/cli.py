@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="INPUT: .png .jpg .nii .nii.gz .dcm, a folder of .dcm files or a .zip")
     seg.add_argument("inputs", nargs="+", metavar="INPUT")
     seg.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    seg.add_argument("--model", help="unet or two-branch (default: the most accurate trained model)")
+    seg.add_argument("--model", help="unet or two-branch (default: unet when trained, else two-branch)")
     seg.add_argument("--spacing", nargs="+", type=float, metavar="MM",
                      help="ROW_MM COL_MM [SLICE_MM]: voxel size, overrides the file's (put it after the inputs)")
     seg.add_argument("--export-window", nargs=2, type=float, metavar=("LEVEL", "WIDTH"),

@@ -144,10 +144,19 @@ def validate_config(config: Any, *, source: str = "config", name: str | None = N
     return config
 
 
-def cv_dice(config: dict) -> float | None:
-    """metrics.cv.mean_dice of a config, or None when not recorded."""
-    value = config.get("metrics", {}).get("cv", {}).get("mean_dice")
-    return float(value) if isinstance(value, (int, float)) else None
+# The model served when a request names none, in order of preference among those loaded.
+# The U-Net first: its CV mean Dice is level with the two-branch CNN's (0.284 vs 0.293, paired
+# -0.009, 95% -0.053 to 0.023), but on PNGs exported in an unstated narrower window it flags far
+# fewer lesion-free patients (L40/W80: 5 of 31 against 17; reports/unet_robustness.json,
+# reports/experiments/two_branch_batch16_robustness.json). Picking by CV Dice alone would let a
+# difference within the seed spread decide, at the cost of robustness on users' exports.
+DEFAULT_PREFERENCE = ("unet", "two_branch")
+
+
+def default_model(names) -> str:
+    """The preferred model among ``names`` (loaded models); "unet" when none is loaded."""
+    names = {canonical_name(name) for name in names}
+    return next((name for name in DEFAULT_PREFERENCE if name in names), "unet")
 
 
 def file_sha256(path: str | Path) -> str:

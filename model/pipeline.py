@@ -211,7 +211,7 @@ class Segmenter:
             predictors = {name: self._load(name) for name in cfg.available_models(self.weights_dir)}
         self._predictors = dict(predictors)
         self.default_model = (cfg.canonical_name(default_model) if default_model
-                              else self._most_accurate())
+                              else cfg.default_model(self._predictors))
 
     def _load(self, name: str) -> Predictor:
         try:
@@ -221,10 +221,6 @@ class Segmenter:
         except Exception as exc:  # noqa: BLE001 - a broken weights file is reported by name
             raise PipelineError(f"cannot load model '{name}' from {self.weights_dir}: "
                                 f"{type(exc).__name__}: {exc}", stage="predict") from exc
-
-    def _most_accurate(self) -> str:
-        scored = [(cfg.cv_dice(p.config) or -1.0, name) for name, p in self._predictors.items()]
-        return max(scored)[1] if scored else "unet"
 
     def models(self) -> list[dict]:
         """[{name, architecture, input_size, threshold, version, metrics, runtime}] of loaded models."""

@@ -146,7 +146,8 @@ def test_model_names_aliases_and_errors(tiny_weights_dir):
     seg = Segmenter(tiny_weights_dir)
     assert {m["name"] for m in seg.models()} == {"unet", "two_branch"}
     assert all(m["runtime"] == "keras" for m in seg.models())
-    assert seg.default_model == "two_branch"            # higher metrics.cv.mean_dice
+    # the U-Net is preferred even though the fixture's two-branch has the higher CV mean Dice
+    assert seg.default_model == "unet"
     assert seg.predictor("two-branch").name == "two_branch"
     with pytest.raises(InputError, match="available models: two_branch, unet") as info:
         seg.predictor("resnet")
@@ -154,6 +155,13 @@ def test_model_names_aliases_and_errors(tiny_weights_dir):
     only_unet = Segmenter(predictors={"unet": CentreChannelPredictor()})
     with pytest.raises(ModelUnavailableError, match="no trained weights for model 'two_branch'"):
         only_unet.segment_image(display_image()[0], model="two-branch")
+
+
+def test_default_model_prefers_the_unet_and_falls_back_to_what_is_loaded():
+    both = {"unet": CentreChannelPredictor(), "two_branch": CentreChannelPredictor()}
+    assert Segmenter(predictors=both).default_model == "unet"
+    assert Segmenter(predictors={"two_branch": CentreChannelPredictor()}).default_model == "two_branch"
+    assert Segmenter(predictors=both, default_model="two-branch").default_model == "two_branch"
 
 
 def test_empty_weights_dir_gives_503_on_use(tmp_path):

@@ -6,7 +6,7 @@ Environment variables (all optional):
 variable                   meaning                                            default
 =========================  =================================================  ==============
 ICH_MODEL_DIR              folder with NAME.json + NAME.weights.h5            model/weights
-ICH_DEFAULT_MODEL          model used when a request names none               most accurate
+ICH_DEFAULT_MODEL          model used when a request names none               unet if loaded
 ICH_MAX_UPLOAD_MB          largest request body in MiB (all files together)   256
 ICH_MAX_VOXELS             largest decoded volume in voxels                   512*512*1024
 ICH_MAX_FILES              most files in one upload / members in one zip      2000
