@@ -77,7 +77,7 @@ def config_window(config: dict) -> Window:
 def unstated_window_note(model_window: Window) -> str:
     """The warning for PNG/JPG grey values segmented without a stated export window: they are taken as
     exported in the model's own window. Measured (README, *Other exports*): an unstated L40/W80 export
-    flagged 5 (U-Net) and 14 (two-branch) of 31 lesion-free CV patients, stated 0 and 2."""
+    flagged 5 (U-Net) and 17 (two-branch) of 31 lesion-free CV patients, stated 0 and 2."""
     return (f"grey values taken as exported in the model's window L{model_window.level:g}/W{model_window.width:g} HU: "
             "if these slices were exported with another window, state it (export window), since an unstated "
             "narrower window adds false lesions and loses bleeds")
