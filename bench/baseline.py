@@ -23,6 +23,8 @@ import numpy as np
 from flask import Flask, jsonify, request
 from PIL import Image
 
+from model.config import default_model
+
 
 def load_models(weights_dir: Path) -> dict:
     """{name: (config, keras model)} for every NAME.json with a NAME.weights.h5 in ``weights_dir``."""
@@ -37,13 +39,6 @@ def load_models(weights_dir: Path) -> dict:
             model.load_weights(str(weights))
             models[json_file.stem] = (config, model)
     return models
-
-
-def default_name(models: dict) -> str:
-    """The model the real service uses by default (model.config.default_model)."""
-    from model.config import default_model
-
-    return default_model(models)
 
 
 def decode(filename: str, data: bytes, window: dict) -> tuple[np.ndarray, tuple]:
@@ -100,7 +95,8 @@ def create_app() -> Flask:
     """The baseline app: loads the Keras models once per worker."""
     app = Flask(__name__)
     models = load_models(Path(os.environ.get("ICH_MODEL_DIR", "model/weights")))
-    name = default_name(models)
+    # the model the service under test serves by default, so both sides run the same weights
+    name = default_model(models, os.environ.get("ICH_DEFAULT_MODEL"))
 
     @app.post("/segment")
     def segment():

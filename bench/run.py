@@ -56,8 +56,7 @@ def default_model(weights_dir: Path) -> tuple[str, dict]:
         raise BenchError(f"no trained weights in {weights_dir}; train and export first "
                          "(python -m training.train ..., python -m model export-onnx)")
     configs = {name: cfg.load_config(weights_dir, name) for name in names}
-    wanted = os.environ.get("ICH_DEFAULT_MODEL")
-    name = cfg.canonical_name(wanted) if wanted else cfg.default_model(configs)
+    name = cfg.default_model(configs, os.environ.get("ICH_DEFAULT_MODEL"))
     return name, configs[name]
 
 

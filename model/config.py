@@ -153,8 +153,11 @@ def validate_config(config: Any, *, source: str = "config", name: str | None = N
 DEFAULT_PREFERENCE = ("unet", "two_branch")
 
 
-def default_model(names) -> str:
-    """The preferred model among ``names`` (loaded models); "unet" when none is loaded."""
+def default_model(names, wanted: str | None = None) -> str:
+    """The model served when a request names none: ``wanted`` (e.g. ICH_DEFAULT_MODEL) when given,
+    else the preferred one among ``names`` (loaded models); "unet" when none is loaded."""
+    if wanted:
+        return canonical_name(wanted)
     names = {canonical_name(name) for name in names}
     return next((name for name in DEFAULT_PREFERENCE if name in names), "unet")
 

@@ -210,8 +210,7 @@ class Segmenter:
         if predictors is None:
             predictors = {name: self._load(name) for name in cfg.available_models(self.weights_dir)}
         self._predictors = dict(predictors)
-        self.default_model = (cfg.canonical_name(default_model) if default_model
-                              else cfg.default_model(self._predictors))
+        self.default_model = cfg.default_model(self._predictors, default_model)
 
     def _load(self, name: str) -> Predictor:
         try:
