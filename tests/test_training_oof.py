@@ -1,6 +1,7 @@
 """Out-of-fold postprocessing analysis: the core rule and cross-fitted choices (synthetic arrays)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +217,24 @@ def test_a_fold_with_the_mirror_channel_is_fed_its_mirror_even_when_the_shipped_
         fold_cfg, model = load_trained(runs / "cv" / "unet" / f"fold{k}" / "unet.json")
         expected = predict_patient(compiled_predict(model), patients[pid], fold_cfg)
         np.testing.assert_allclose(out[pid][1], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_z_smooth_option_reports_the_smoothed_analysis_beside_the_plain_one(tmp_path, monkeypatch):
+    import training.oof as oof
+    from model.postprocess import smooth_across_slices
+    truth = np.zeros((3, 8, 8), bool)
+    truth[:, 2:6, 2:6] = True
+    flicker = np.zeros((3, 8, 8), np.float32)
+    flicker[1, 0:3, 0:3] = 0.9                     # a false lesion on one slice of a clean head
+    probs = {f"{k}{c}": (k, p, t) for k in range(2)
+             for c, p, t in (("a", truth * np.float32(0.9), truth), ("b", flicker, np.zeros_like(truth)))}
+    monkeypatch.setattr(oof, "dataset_folds", lambda *a, **k: [["0a", "0b"], ["1a", "1b"]])
+    monkeypatch.setattr(oof, "ensemble_oof_probabilities", lambda *a, **k: probs)
+    oof.main(["--model", "unet", "--runs", "r", "--z-smooth", "0.25", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "unet_oof_postprocessing.json").read_text())
+    smoothed = {p: (f, smooth_across_slices(x, 0.25), t) for p, (f, x, t) in probs.items()}
+    scale = oof.grid_scale_for(oof.model_config("unet")["input_size"])
+    assert report["plain"]["z_smooth_0.25"] == json.loads(json.dumps(oof.analyse(smoothed, scale)))
+    # the one-slice flicker falls under threshold 0.5 once its neighbours dilute it (0.45), the bleed does not
+    assert report["plain"]["no_postprocessing"]["threshold 0.5"]["false_positive_patients"] == 2
+    assert report["plain"]["z_smooth_0.25"]["no_postprocessing"]["threshold 0.5"]["false_positive_patients"] == 0

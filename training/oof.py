@@ -16,6 +16,8 @@ probabilities for all 60 patients. On them it reports
   each run alone (``members``: the ensemble's paired reference); a run given as ``MODEL=PATH``
   holds folds of that model instead of ``--model``'s, so the U-Net and the two-branch CNN can be
   averaged (same folds and model grid);
+- with ``--z-smooth W``, the same with each slice's probability smoothed across its neighbouring
+  slices (``model.postprocess.smooth_across_slices``, weight W on each neighbour);
 - with ``--max-fp-share``, each rule chosen as the highest mean Dice flagging at most that share
   of the other folds' lesion-free patients (as ``training.evaluate --max-fp-share``).
 
@@ -35,7 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from model.postprocess import (drop_thin, drop_unconfident, full_connectivity, label_components,
-                               largest_cross_sections, remove_small_components)
+                               largest_cross_sections, remove_small_components, smooth_across_slices)
 
 from .configs import MODELS, model_config
 from .data import dataset_folds, load_dataset
@@ -291,6 +293,8 @@ def main(argv=None) -> None:
     ap.add_argument("--max-fp-share", type=float, default=None,
                     help="choose each cross-fitted rule as the highest mean Dice flagging at most this share of the "
                          "other folds' lesion-free patients (0.0645: the target's 2 of 31); default: the selection score")
+    ap.add_argument("--z-smooth", type=float, nargs="+", default=[], metavar="W",
+                    help="also analyse the probabilities smoothed across slices, weight W on each neighbour")
     args = ap.parse_args(argv)
     set_threads(args.threads)
     name = args.model.replace("-", "_")
@@ -305,6 +309,9 @@ def main(argv=None) -> None:
         report[key] = analyse(probs, scale, args.max_fp_share)
         if len(args.runs) > 1:   # each member alone, same rules: the ensemble's paired reference
             report[key]["members"] = {str(r): analyse(m, scale, args.max_fp_share) for r, m in zip(args.runs, members)}
+        for w in args.z_smooth:
+            smoothed = {p: (f, smooth_across_slices(prob, w), t) for p, (f, prob, t) in probs.items()}
+            report[key][f"z_smooth_{w:g}"] = analyse(smoothed, scale, args.max_fp_share)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}_oof_postprocessing.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
