@@ -252,5 +252,6 @@ def test_smoothing_across_slices_spreads_a_one_slice_blob_and_keeps_a_consistent
     np.testing.assert_allclose(smooth_across_slices(steady, 0.25), steady, rtol=1e-6)
     np.testing.assert_array_equal(smooth_across_slices(lone, 0.0), lone)
     np.testing.assert_array_equal(smooth_across_slices(lone[:1], 0.25), lone[:1])   # one slice: unchanged
-    with pytest.raises(ValueError, match="<= 0.5"):
-        smooth_across_slices(lone, 0.6)
+    for bad in (0.6, -0.1):
+        with pytest.raises(ValueError, match=r"\[0, 0.5\]"):
+            smooth_across_slices(lone, bad)
