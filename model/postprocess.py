@@ -24,20 +24,6 @@ def binarize(prob: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(prob) >= np.float32(threshold)
 
 
-def smooth_across_slices(prob: np.ndarray, weight: float) -> np.ndarray:
-    """(Z, Y, X) probabilities -> the same shape, each slice replaced by ``weight`` x each
-    neighbouring slice + (1 - 2 x weight) x itself (an end slice stands in for its missing
-    neighbour). weight 0 returns the input; a single slice is returned unchanged."""
-    if not 0.0 <= weight <= 0.5:
-        raise ValueError(f"slice smoothing weight {weight} must lie in [0, 0.5]")
-    prob = np.asarray(prob, dtype=np.float32)
-    if weight == 0 or prob.shape[0] < 2:
-        return prob
-    padded = np.concatenate([prob[:1], prob, prob[-1:]])
-    w = np.float32(weight)
-    return (np.float32(1) - 2 * w) * prob + w * (padded[:-2] + padded[2:])
-
-
 def bounding_box(mask: np.ndarray) -> Optional[tuple[slice, ...]]:
     """Slices (one per axis) of the smallest box holding every set element of an N-D mask;
     None when nothing is set."""

@@ -239,19 +239,3 @@ def test_area_rule_in_mm2_uses_the_in_plane_pixel_area():
     assert clean_and_label(mask, settings, None)[0].sum() == 0
     prob = mask.astype(np.float32)
     assert postprocess(prob, {"threshold": 0.5, "postprocess": settings}, 1.25, 0.25).sum() == 72
-
-
-def test_smoothing_across_slices_spreads_a_one_slice_blob_and_keeps_a_consistent_one():
-    from model.postprocess import smooth_across_slices
-    lone = np.zeros((5, 4, 4), np.float32)
-    lone[2] = 1.0                       # lights up one slice only
-    out = smooth_across_slices(lone, 0.25)
-    assert out.shape == lone.shape and out.dtype == np.float32
-    np.testing.assert_allclose(out[:, 0, 0], [0, 0.25, 0.5, 0.25, 0])
-    steady = np.full((5, 4, 4), 0.8, np.float32)   # the same on every slice, the ends included
-    np.testing.assert_allclose(smooth_across_slices(steady, 0.25), steady, rtol=1e-6)
-    np.testing.assert_array_equal(smooth_across_slices(lone, 0.0), lone)
-    np.testing.assert_array_equal(smooth_across_slices(lone[:1], 0.25), lone[:1])   # one slice: unchanged
-    for bad in (0.6, -0.1):
-        with pytest.raises(ValueError, match=r"\[0, 0.5\]"):
-            smooth_across_slices(lone, bad)

@@ -9,7 +9,8 @@ import pytest
 from scipy import ndimage
 
 from tests.conftest import TINY_ARCH, write_fold
-from training.oof import analyse, component_mask, cross_fitted, flip_averaged, frontier
+from training.oof import analyse, component_mask, cross_fitted, frontier
+from training.oof_probs import flip_averaged
 
 
 def test_core_rule_keeps_a_component_only_with_enough_confident_voxels():
@@ -116,7 +117,7 @@ def _two_fold_run(runs, cfg: dict, seed: int, train_on_test: bool = False):
 
 
 def test_an_ensemble_is_the_voxel_mean_of_its_members_out_of_fold(tmp_path, tiny_training, tiny_png_dataset):
-    from training.oof import ensemble_oof_probabilities, oof_probabilities
+    from training.oof_probs import ensemble_oof_probabilities, oof_probabilities
 
     cfg, folds = tiny_training.model_config("unet"), [["001"], ["002"]]
     runs = [tmp_path / "a", tmp_path / "b"]
@@ -139,7 +140,7 @@ def test_an_ensemble_is_the_voxel_mean_of_its_members_out_of_fold(tmp_path, tiny
 
 def test_an_ensemble_averages_the_unet_and_the_two_branch_cnn_given_as_model_equals_path(
         tmp_path, monkeypatch, tiny_training, tiny_png_dataset):
-    from training.oof import ensemble_oof_probabilities, oof_probabilities, run_member
+    from training.oof_probs import ensemble_oof_probabilities, oof_probabilities, run_member
 
     monkeypatch.setitem(tiny_training.MODELS["two_branch"], "arch_params", dict(TINY_ARCH["two_branch"]))
     folds, unet_runs, tb_runs = [["001"], ["002"]], tmp_path / "u", tmp_path / "t"
@@ -160,7 +161,7 @@ def test_an_ensemble_averages_the_unet_and_the_two_branch_cnn_given_as_model_equ
 
 
 def test_a_fold_trained_on_its_test_patient_is_refused(tmp_path, tiny_training, tiny_png_dataset):
-    from training.oof import oof_probabilities
+    from training.oof_probs import oof_probabilities
 
     _two_fold_run(tmp_path / "leaky", tiny_training.model_config("unet"), 0, train_on_test=True)
     with pytest.raises(ValueError, match="trained on its test patients"):
@@ -171,6 +172,7 @@ def test_the_command_reports_an_ensemble_and_each_member_under_the_false_positiv
     import json
 
     import training.oof as oof
+    import training.oof_probs as oof_probs
 
     lesion = np.zeros((1, 8, 8), bool)
     lesion[0, 2:6, 2:6] = True
@@ -181,7 +183,7 @@ def test_the_command_reports_an_ensemble_and_each_member_under_the_false_positiv
     by_run = {"A": {"p0": (0, faint, lesion), "n0": (0, clean, none), "p1": (1, faint, lesion), "n1": (1, clean, none)},
               "B": {"p0": (0, lesion * np.float32(0.9), lesion), "n0": (0, stray, none),
                     "p1": (1, lesion * np.float32(0.9), lesion), "n1": (1, stray, none)}}
-    monkeypatch.setattr(oof, "oof_probabilities", lambda name, data, runs, folds, tta: by_run[Path(runs).name])
+    monkeypatch.setattr(oof_probs, "oof_probabilities", lambda name, data, runs, folds, tta: by_run[Path(runs).name])
     monkeypatch.setattr(oof, "dataset_folds", lambda *a: [["p0", "n0"], ["p1", "n1"]])
     out = tmp_path / "out"
     oof.main(["--model", "unet", "--runs", str(tmp_path / "A"), str(tmp_path / "B"), "--max-fp-share", "0",
@@ -203,7 +205,7 @@ def test_a_fold_with_the_mirror_channel_is_fed_its_mirror_even_when_the_shipped_
     """Out-of-fold inputs follow each fold's own NAME.json, not the shipped config (stop 45: the
     mirror candidate's folds were given three channels and refused)."""
     from training.data import load_dataset, with_mirrors
-    from training.oof import oof_probabilities
+    from training.oof_probs import oof_probabilities
     from training.train import compiled_predict, load_trained
     from training.validate import predict_patient
 
@@ -221,7 +223,7 @@ def test_a_fold_with_the_mirror_channel_is_fed_its_mirror_even_when_the_shipped_
 
 def test_z_smooth_option_reports_the_smoothed_analysis_beside_the_plain_one(tmp_path, monkeypatch):
     import training.oof as oof
-    from model.postprocess import smooth_across_slices
+    from training.oof_probs import smooth_across_slices
     truth = np.zeros((3, 8, 8), bool)
     truth[:, 2:6, 2:6] = True
     flicker = np.zeros((3, 8, 8), np.float32)
@@ -238,3 +240,20 @@ def test_z_smooth_option_reports_the_smoothed_analysis_beside_the_plain_one(tmp_
     # the one-slice flicker falls under threshold 0.5 once its neighbours dilute it (0.45), the bleed does not
     assert report["plain"]["no_postprocessing"]["threshold 0.5"]["false_positive_patients"] == 2
     assert report["plain"]["z_smooth_0.25"]["no_postprocessing"]["threshold 0.5"]["false_positive_patients"] == 0
+
+
+def test_smoothing_across_slices_spreads_a_one_slice_blob_and_keeps_a_consistent_one():
+    from training.oof_probs import smooth_across_slices
+
+    lone = np.zeros((5, 4, 4), np.float32)
+    lone[2] = 1.0                       # lights up one slice only
+    out = smooth_across_slices(lone, 0.25)
+    assert out.shape == lone.shape and out.dtype == np.float32
+    np.testing.assert_allclose(out[:, 0, 0], [0, 0.25, 0.5, 0.25, 0])
+    steady = np.full((5, 4, 4), 0.8, np.float32)   # the same on every slice, the ends included
+    np.testing.assert_allclose(smooth_across_slices(steady, 0.25), steady, rtol=1e-6)
+    np.testing.assert_array_equal(smooth_across_slices(lone, 0.0), lone)
+    np.testing.assert_array_equal(smooth_across_slices(lone[:1], 0.25), lone[:1])   # one slice: unchanged
+    for bad in (0.6, -0.1):
+        with pytest.raises(ValueError, match=r"\[0, 0.5\]"):
+            smooth_across_slices(lone, bad)

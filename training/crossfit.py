@@ -21,7 +21,8 @@ import json
 from pathlib import Path
 
 from .configs import model_config, training_config
-from .oof import RULES, best_point, oof_probabilities, outcome_table
+from .oof import RULES, best_point, outcome_table
+from .oof_probs import oof_probabilities
 from .validate import grid_scale_for
 
 POOLED = "all patients' out-of-fold predictions (training.crossfit)"   # the report's "chosen_on"

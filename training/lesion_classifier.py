@@ -30,7 +30,8 @@ from .configs import model_config
 from .data import dataset_folds, load_dataset
 from .device import set_threads
 from .head_geometry import location_maps
-from .oof import analysis_parser, ensemble_oof_probabilities, grid_voxels_covering, run_member
+from .oof import analysis_parser, grid_voxels_covering
+from .oof_probs import ensemble_oof_probabilities, run_member
 from .validate import grid_scale_for, selection_key
 
 FEATURES = ("log10_voxels", "log10_largest_cross_section_pixels", "slices", "compactness",

@@ -17,7 +17,7 @@ probabilities for all 60 patients. On them it reports
   holds folds of that model instead of ``--model``'s, so the U-Net and the two-branch CNN can be
   averaged (same folds and model grid);
 - with ``--z-smooth W``, the same with each slice's probability smoothed across its neighbouring
-  slices (``model.postprocess.smooth_across_slices``, weight W on each neighbour);
+  slices (``training.oof_probs.smooth_across_slices``, weight W on each neighbour);
 - with ``--max-fp-share``, each rule chosen as the highest mean Dice flagging at most that share
   of the other folds' lesion-free patients (as ``training.evaluate --max-fp-share``).
 
@@ -37,28 +37,16 @@ import numpy as np
 from scipy import ndimage
 
 from model.postprocess import (drop_thin, drop_unconfident, full_connectivity, label_components,
-                               largest_cross_sections, remove_small_components, smooth_across_slices)
+                               largest_cross_sections, remove_small_components)
 
-from .configs import MODELS, model_config
-from .data import dataset_folds, load_dataset
+from .configs import model_config
+from .data import dataset_folds
 from .device import set_threads
-from .validate import MIN_VOXELS, THRESHOLDS, grid_scale_for, predict_patient, selection_key, selection_score
+from .oof_probs import ensemble_oof_probabilities, smooth_across_slices
+from .validate import MIN_VOXELS, THRESHOLDS, grid_scale_for, selection_key, selection_score
 
 CORE_THRESHOLDS = (0.8, 0.9, 0.95, 0.98, 0.99)
 MIN_AREAS = (100, 200, 400, 800, 1200, 1600)   # original-grid pixels of the largest cross-section
-FLIPS = ((False, False), (True, False), (False, True), (True, True))   # (rows, cols) mirrored
-
-
-def flip_averaged(predict):
-    """``predict`` (N, H, W, C) -> (N, H, W, 1), averaged over the 4 row/column mirrorings."""
-    def averaged(x):
-        out = 0.0
-        for rows, cols in FLIPS:
-            axes = tuple(a for a, f in ((1, rows), (2, cols)) if f)
-            y = np.asarray(predict(np.ascontiguousarray(np.flip(x, axes) if axes else x)))
-            out = out + (np.flip(y, axes) if axes else y)
-        return out / len(FLIPS)
-    return averaged
 
 
 def grid_voxels_covering(original_voxels: float, scale: float) -> int:
@@ -213,63 +201,6 @@ def analyse(patients: dict, scale: float, max_fp_share: float | None = None) -> 
         if rule == "size":
             out["size_rule_frontier_in_sample"] = frontier(table, patients, points)
     return out
-
-
-def oof_probabilities(name: str, data: Path, runs: Path, folds: list[list[str]], tta: bool,
-                      only: set[int] | None = None) -> dict:
-    """{pid: (fold, (Z, H, W) float32 probabilities on the model grid, bool truth)} for the test
-    patients of every fold, or of the folds in ``only``."""
-    from .train import compiled_predict, load_trained
-
-    config = model_config(name)
-    cached = {p.pid: p for p in load_dataset(data, tuple(config["input_size"]), cache_dir=runs / "cache")}
-    out = {}
-    for i, test in enumerate(folds):
-        if only is not None and i not in only:
-            continue
-        cfg, model = load_trained(runs / "cv" / name / f"fold{i}" / f"{name}.json")
-        seen = set(test) & set(cfg.get("training", {}).get("train_patients") or [])
-        if seen:
-            raise ValueError(f"{runs} fold {i} was trained on its test patients {sorted(seen)}: "
-                             "not out-of-fold (trained with other folds?)")
-        predict = flip_averaged(compiled_predict(model)) if tta else compiled_predict(model)
-        for pid in test:
-            prob = predict_patient(predict, cached[pid], cfg)    # as the fold was trained, not as shipped
-            out[pid] = (i, prob.astype(np.float32), cached[pid].masks >= 0.5)
-    return out
-
-
-def run_member(run: str | Path, name: str) -> tuple[str, Path]:
-    """(model name, runs dir) of a ``--runs`` entry: ``PATH`` holds ``name``'s folds,
-    ``MODEL=PATH`` (e.g. ``two_branch=/tmp/runs_tb``) that model's. A member whose model grid
-    differs from ``name``'s is refused: the mean is taken voxel by voxel on that grid."""
-    text = str(run)
-    model, sep, path = text.partition("=")
-    model = model.replace("-", "_")
-    if not sep or model not in MODELS:
-        return name, Path(text)
-    if model_config(model)["input_size"] != model_config(name)["input_size"]:
-        raise ValueError(f"{text}: {model}'s model grid differs from {name}'s; they cannot be averaged")
-    return model, Path(path)
-
-
-def ensemble_oof_probabilities(name: str, data: Path, runs: list, folds: list[list[str]],
-                               tta: bool, members: list | None = None) -> dict:
-    """As :func:`oof_probabilities`, each patient's probabilities the per-voxel mean over the
-    CV runs in ``runs`` (an ensemble of independently trained nets on the same folds; a fold
-    that trained on one of its test patients is refused by :func:`oof_probabilities`). Each run
-    is a runs dir of ``name``'s folds or ``MODEL=PATH`` (:func:`run_member`).
-    ``members``: a list that receives each run's own probabilities, in ``runs`` order."""
-    total: dict = {}
-    for r in runs:
-        member, path = run_member(r, name)
-        own = oof_probabilities(member, data, path, folds, tta)
-        if members is not None:
-            members.append(own)
-        for pid, (fold, prob, truth) in own.items():
-            total[pid] = (fold, prob if pid not in total else total[pid][1] + prob, truth)
-    return {pid: (fold, (summed / len(runs)).astype(np.float32), truth)
-            for pid, (fold, summed, truth) in total.items()}
 
 
 def analysis_parser(description: str) -> argparse.ArgumentParser:
