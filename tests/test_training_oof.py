@@ -169,8 +169,6 @@ def test_a_fold_trained_on_its_test_patient_is_refused(tmp_path, tiny_training, 
 
 
 def test_the_command_reports_an_ensemble_and_each_member_under_the_false_positive_share(tmp_path, monkeypatch):
-    import json
-
     import training.oof as oof
     import training.oof_probs as oof_probs
 
