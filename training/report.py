@@ -187,72 +187,7 @@ def estimator_lines(weights: Path) -> str:
             "detected.")
 
 
-CARD = """# Model card: ICH segmentation models
-
-**Intended use: research and education — a second look and a volume estimate. Not a medical device,
-not for diagnosis or treatment decisions.** Outputs must be checked by a qualified reader.
-
-## Data
-PhysioNet ct-ich (Hssayeni et al., Data 5(1):14, 2020; CC BY 4.0): 60 traumatic-brain-injury patients,
-one scanner, 5 mm slices, 2,289 axial slices exported as 512x512 PNG in the brain window (L40/W120),
-hemorrhage masks by two radiologists (all subtypes merged). 29 patients have hemorrhage, 31 none;
-11% of slices contain blood. In-plane pixel spacing is not recorded in this copy.
-
-## Cross-validation (5 folds, split by patient, stratified by has-hemorrhage)
-Each fold trains on the other four folds' patients and chooses its threshold and minimum lesion size by
-the selection score (mean per-patient Dice on hemorrhage patients minus 0.25 x the share of lesion-free
-patients with a false positive) or, where a limit is stated, by mean Dice under that false-positive limit:
-
-{protocols}
-
-Then the held-out patients' slices are stacked into volumes and segmented by the same pipeline the CLI and the web service use.
-Dice is 3D per patient on the 512x512 grid, averaged over hemorrhage patients; relative volume
-difference is |V_pred - V_true| / V_true in voxels; a false-positive patient is a lesion-free patient
-with any predicted lesion after postprocessing. Lesion contrast is the mean of a patient's lesion minus
-the median of the other unclipped head voxels (brain and CSF) on its slices, in HU of the PNG window.
-
-{table}
-
-{per_patient}
-
-Reproduce: `python -m training.evaluate --model unet --folds 5 --out reports/` (and `--model two-branch`).
-Per-patient results and figures: `reports/NAME_cv.json`, `reports/NAME_dice.png`, `NAME_volume.png`, `NAME_pr.png`.
-
-## Shipped weights
-Trained on all 60 patients with the settings above, for the fixed step count (no early stopping).
-Threshold and minimum lesion size: {shipped_choice}. Serving uses an ONNX export of the same weights
-(`python -m model export-onnx`, checked to agree with Keras to 1e-4).
-
-{models}
-## Known limitations and failure modes
-{weak}
-- One scanner and one population (trauma); other scanners, children, post-operative heads, contrast
-  studies and non-axial reconstructions were not evaluated.
-- Bleeds that are not clearly brighter than the brain around them (older, mixed or isodense
-  blood, measured as lesion contrast above) are mostly missed; the models find clearly hyperdense
-  (acute) bleeds far more often. Small and thin bleeds (thin subdural/epidural rims, small
-  contusions, subarachnoid blood) are missed more often than large parenchymal bleeds; volumes of
-  small lesions are unreliable.
-- Calcifications, streak artefacts near the skull base and bright skull edges can produce false positives.
-  A hyperdense falx or convexity band can be marked as a large lesion: in one CV patient (085, 1,508
-  voxels annotated on 2 slices) the three CVs of the shipped recipe marked 19,366, 19,919 and 26,778 voxels along the
-  posterior falx and convexity (per-patient rows of `reports/unet_cv.json`, `reports/experiments/unet_base16_archive_cv.json`,
-  `reports/experiments/unet_base16_seed100_cv_report.json`), none of it overlapping the annotation (unannotated blood or a false positive; not adjudicated). Check
-  every lesion's slices before trusting a volume.
-- PNG/JPG inputs exported with a very different window than L40/W120 degrade accuracy (training
-  augments contrast and gamma to reduce this) unless the export window is stated (`--export-window LEVEL
-  WIDTH`, form field `export_window`): the grey values are then read back as HU. The other-exports
-  table below, where measured (its "declared" rows are stated windows), shows what an unstated narrower
-  window costs and what stating it gives back. Prefer
-  NIfTI or DICOM in Hounsfield units.{robustness}
-- The minimum lesion size in mm³ applies when spacing is known; it is the voxel count chosen by
-  cross-validation times a typical 0.45 x 0.45 x 5 mm voxel (1.0125 mm³), since ct-ich does not record
-  its pixel spacing.
-- A single slice (2D upload) uses the area of the central 5 mm slice of the smallest lesion kept (a sphere
-  of the minimum volume: ~40% of a 3,200-voxel minimum); the minimum lesion sizes ({min_sizes}), chosen by
-  cross-validation to suppress false positives, hide small bleeds.
-- Volumes need real spacing: with PNG/JPG and no user spacing, `volume_ml` is null.{estimator}
-"""
+CARD_TEMPLATE = Path(__file__).with_name("model_card_template.md")  # str.format placeholders
 
 
 def min_sizes(weights: Path) -> str:
@@ -296,7 +231,7 @@ def main(argv=None) -> None:
     (args.reports / "cv_table.md").write_text(table + "\n")
     models = "\n".join(model_section(args.weights, n) for n in NAMES)
     (args.weights / "MODEL_CARD.md").write_text(
-        CARD.format(table=table, models=models, per_patient=per_patient_lines(args.reports),
+        CARD_TEMPLATE.read_text().format(table=table, models=models, per_patient=per_patient_lines(args.reports),
                     weak=accuracy_caveat(args.reports) + scaling_line(args.reports), min_sizes=min_sizes(args.weights),
                     robustness=robustness_lines(args.reports), estimator=estimator_lines(args.weights),
                     protocols=protocol_lines(args.reports), shipped_choice=shipped_choice(args.reports)))
