@@ -8,6 +8,8 @@ import argparse
 import json
 from pathlib import Path
 
+from model.postprocess import TYPICAL_SLICE_MM, central_slab_fraction
+
 from .cv_tables import NAMES, _fmt, cv_reports, cv_table, per_patient_lines
 
 BASELINE_DICE = 0.31  # Hssayeni et al. 2020, U-Net, 5-fold patient-level CV on this dataset
@@ -201,6 +203,18 @@ def min_sizes(weights: Path) -> str:
     return ", ".join(parts) or "none shipped"
 
 
+def single_slice_shares(weights: Path) -> str:
+    """'unet 49%, two_branch 49% of it': the share of each shipped minimum lesion volume that a
+    single 5 mm slice must show (model.postprocess.single_slice_settings)."""
+    parts = []
+    for name in NAMES:
+        path = weights / f"{name}.json"
+        if path.exists():
+            mm3 = json.loads(path.read_text())["postprocess"]["min_lesion_mm3"]
+            parts.append(f"{name} {central_slab_fraction(mm3, TYPICAL_SLICE_MM):.0%}")
+    return ", ".join(parts) + " of it" if parts else "no model shipped"
+
+
 def robustness_lines(reports: Path) -> str:
     """Model-card lines from reports/NAME_robustness.json (training.robustness), where measured."""
     lines = []
@@ -233,6 +247,7 @@ def main(argv=None) -> None:
     (args.weights / "MODEL_CARD.md").write_text(
         CARD_TEMPLATE.read_text().format(table=table, models=models, per_patient=per_patient_lines(args.reports),
                     weak=accuracy_caveat(args.reports) + scaling_line(args.reports), min_sizes=min_sizes(args.weights),
+                    single_slice_shares=single_slice_shares(args.weights),
                     robustness=robustness_lines(args.reports), estimator=estimator_lines(args.weights),
                     protocols=protocol_lines(args.reports), shipped_choice=shipped_choice(args.reports)))
     print(table)
