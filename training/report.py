@@ -192,26 +192,21 @@ def estimator_lines(weights: Path) -> str:
 CARD_TEMPLATE = Path(__file__).with_name("model_card_template.md")  # str.format placeholders
 
 
+def shipped_min_mm3(weights: Path) -> dict[str, float]:
+    """{model name: min_lesion_mm3} of each shipped model's JSON in ``weights``."""
+    return {name: json.loads(path.read_text())["postprocess"]["min_lesion_mm3"]
+            for name in NAMES if (path := weights / f"{name}.json").exists()}
+
+
 def min_sizes(weights: Path) -> str:
     """'unet 3.2 mL, two_branch 0.8 mL': each shipped model's minimum lesion volume (spacing known)."""
-    parts = []
-    for name in NAMES:
-        path = weights / f"{name}.json"
-        if path.exists():
-            mm3 = json.loads(path.read_text())["postprocess"]["min_lesion_mm3"]
-            parts.append(f"{name} {mm3 / 1000:.1f} mL")
-    return ", ".join(parts) or "none shipped"
+    return ", ".join(f"{name} {mm3 / 1000:.1f} mL" for name, mm3 in shipped_min_mm3(weights).items()) or "none shipped"
 
 
 def single_slice_shares(weights: Path) -> str:
     """'unet 49%, two_branch 49% of it': the share of each shipped minimum lesion volume that a
     single 5 mm slice must show (model.postprocess.single_slice_settings)."""
-    parts = []
-    for name in NAMES:
-        path = weights / f"{name}.json"
-        if path.exists():
-            mm3 = json.loads(path.read_text())["postprocess"]["min_lesion_mm3"]
-            parts.append(f"{name} {central_slab_fraction(mm3, TYPICAL_SLICE_MM):.0%}")
+    parts = [f"{name} {central_slab_fraction(mm3, TYPICAL_SLICE_MM):.0%}" for name, mm3 in shipped_min_mm3(weights).items()]
     return ", ".join(parts) + " of it" if parts else "no model shipped"
 
 
