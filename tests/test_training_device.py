@@ -88,8 +88,10 @@ def test_model_card_accuracy_caveat_follows_the_measured_cv(tmp_path):
     write("two_branch", 0.40, chosen_on="median of the folds' choices on their validation patients",
           durations_s=(5770.0, 5790.0))
     text = accuracy_caveat(tmp_path)
-    assert "at or above the published baseline" in text and "~10 per validation split" in text
+    assert "unet below, two_branch at or above the published baseline" in text and "~10 per validation split" in text
     assert "two_branch 2000 steps, 96 min per fold" in text  # equal ends print once, not "96-96"
+    write("unet", 0.31)
+    assert "two_branch 0.400: at or above the published baseline" in accuracy_caveat(tmp_path)
 
 
 def test_checkpoint_ties_go_to_the_later_checkpoint():
