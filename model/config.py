@@ -145,11 +145,11 @@ def validate_config(config: Any, *, source: str = "config", name: str | None = N
 
 
 # The model served when a request names none, in order of preference among those loaded.
-# The U-Net first: its CV mean Dice is level with the two-branch CNN's (0.284 vs 0.293, paired
-# -0.009, 95% -0.053 to 0.023), but on PNGs exported in an unstated narrower window it flags far
-# fewer lesion-free patients (L40/W80: 5 of 31 against 17; reports/unet_robustness.json,
-# reports/experiments/two_branch_batch16_robustness.json). Picking by CV Dice alone would let a
-# difference within the seed spread decide, at the cost of robustness on users' exports.
+# The U-Net first: its CV mean Dice is below the two-branch CNN's (0.284 vs 0.335 since stop 57, paired
+# -0.051, 95% -0.093 to -0.015), but on PNGs exported in an unstated narrower window (L40/W80, a common
+# brain window) it flags far fewer lesion-free patients (5 of 31 against 23; reports/unet_robustness.json,
+# reports/two_branch_robustness.json). Picking by CV Dice alone would trade false bleeds on users'
+# exports for Dice on the training export.
 DEFAULT_PREFERENCE = ("unet", "two_branch")
 
 
