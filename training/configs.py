@@ -114,6 +114,8 @@ TRAINING = {
     # false-positive patients, paired +0.061 (95% 0.023-0.109) (reports/experiments/two_branch_batch_16.json).
     # Since stop 57: batches of 32 (was 16), twice the samples again: CV 0.335 with the same 2 false-positive
     # patients, paired +0.042 (95% 0.006-0.081); all-60 training 91.3 min (reports/experiments/two_branch_batch_32.json).
+    # "window_jitter" {"p": 0.3} on top: folds 0+3 as exported 0.277 with 2 of 12 FP (0.297 / 1 without), L40/W80
+    # unstated 4 of 12 FP (6 without; bar 2) (reports/experiments/two_branch_b32_window_jitter.json): not used.
     # 4000 steps (a fourth 1000-step cycle at 1/8 of the peak, continued from the folds' step-3000 checkpoints):
     # CV 0.270 with 2 false-positive patients, paired -0.023 (95% -0.068-0.008) (reports/experiments/two_branch_4000_steps.json).
     "two_branch": {"steps": 3000, "batch_size": 32, "learning_rate": 2e-3, "val_every": 250, "crop_size": None,
