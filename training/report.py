@@ -17,24 +17,24 @@ BASELINE_DICE = 0.31  # Hssayeni et al. 2020, U-Net, 5-fold patient-level CV on 
 
 def accuracy_caveat(reports: Path) -> str:
     """The model-card bullet on how good the models are, from the measured CV reports."""
-    parts, minutes, dices, held_out = [], [], [], False
+    dices, minutes, held_out = {}, [], False
     for name, report in cv_reports(reports).items():
         if report is None:
             continue
         held_out |= not cross_fitted(report)
-        dices.append(report["summary"]["mean_dice"])
-        parts.append(f"{name} {_fmt(dices[-1])}")
+        dices[name] = report["summary"]["mean_dice"]
         durations = [c.get("duration_s") for c in report.get("fold_choices", []) if c.get("duration_s")]
         if durations:
             steps = report["fold_choices"][0].get("steps")
             lo, hi = f"{min(durations) / 60:.0f}", f"{max(durations) / 60:.0f}"
             minutes.append(f"{name} {steps} steps, {lo if lo == hi else lo + '-' + hi} min per fold")
-    if not parts:
+    if not dices:
         return "- **Not cross-validated.** No CV report was found; accuracy is unknown."
-    above = [d >= BASELINE_DICE for d in dices]
-    verdict = ("below" if not any(above) else "at or above" if all(above) else
-               ", ".join(f"{p.split()[0]} {'at or above' if a else 'below'}" for p, a in zip(parts, above)))
-    return (f"- **Weak models.** Mean CV Dice {', '.join(parts)}: {verdict} the published baseline of this "
+    above = {name: dice >= BASELINE_DICE for name, dice in dices.items()}
+    verdict = ("below" if not any(above.values()) else "at or above" if all(above.values()) else
+               ", ".join(f"{name} {'at or above' if a else 'below'}" for name, a in above.items()))
+    parts = ", ".join(f"{name} {_fmt(dice)}" for name, dice in dices.items())
+    return (f"- **Weak models.** Mean CV Dice {parts}: {verdict} the published baseline of this "
             f"dataset ({BASELINE_DICE}) and far from a clinical tool; many bleeds are missed entirely (see the "
             f"per-patient lines above), above all those barely brighter than the brain. The limits were "
             f"training time ({'; '.join(minutes) or 'see the JSON'}, on a 2-core CPU) and the few "
